@@ -1,0 +1,60 @@
+"""What a cost model produces: allocations per layer, each affine in the batch size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from estimator.layers import ResolvedLayer
+    from estimator.spec import ModelSpec
+
+Category = Literal["weights", "gradients", "optimizer", "activations", "ephemeral"]
+CATEGORIES: tuple[Category, ...] = ("weights", "gradients", "optimizer", "activations", "ephemeral")
+
+
+def align_up(size: int, alignment: int) -> int:
+    return -(-size // alignment) * alignment
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Bytes of one category: `fixed + per_sample * batch`, rounded up to the alignment."""
+
+    category: Category
+    fixed: int = 0
+    per_sample: int = 0
+
+    def at(self, batch: int, alignment: int = 1) -> int:
+        size = self.fixed + self.per_sample * batch
+        return align_up(size, alignment) if size else 0
+
+
+@dataclass(frozen=True)
+class CostRow:
+    """One row of the per-layer table, independent of the batch size."""
+
+    name: str
+    type: str
+    part: str | None
+    output_features: int
+    params: int
+    allocations: tuple[Allocation, ...]
+    index: int | None = None  # None for rows that are not a layer of the model (loss, ...)
+    note: str = ""
+
+
+class CostModel(Protocol):
+    """A way of counting bytes: the paper's equations or what the framework allocates."""
+
+    name: str
+    alignment: int
+    decoder_blocks: int | None  # how families expand under this mode (None: the spec's)
+
+    def rows(self, model: ModelSpec, layers: list[ResolvedLayer]) -> list[CostRow]: ...
+
+    def resident_bytes(self) -> int: ...
+
+
+def bytes_per_value(model: ModelSpec) -> int:
+    return 2 if model.precision == "mixed" else 4

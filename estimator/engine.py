@@ -1,0 +1,206 @@
+"""Estimates: a spec and a mode in, a per-layer table and exact byte totals out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from estimator.costs import CATEGORIES, CostModel, CostRow
+from estimator.families import expand
+from estimator.layers import resolve
+from estimator.paper import PaperCostModel
+from estimator.spec import FamilySpec, ModelSpec, canonical_json
+from estimator.units import gib_value
+
+ENGINE_VERSION = "1"
+Mode = Literal["paper", "framework"]
+MODES: tuple[Mode, ...] = ("paper", "framework")
+DEFAULT_MODE: Mode = "paper"
+
+
+def cost_model(mode: Mode) -> CostModel:
+    if mode == "paper":
+        return PaperCostModel()
+    from estimator.framework import FrameworkCostModel
+
+    return FrameworkCostModel()
+
+
+@dataclass(frozen=True)
+class LayerEstimate:
+    index: int | None
+    name: str
+    type: str
+    part: str | None
+    output_features: int
+    params: int
+    weights: int
+    gradients: int
+    optimizer: int
+    activations: int
+    ephemeral: int
+    note: str = ""
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.gradients + self.optimizer + self.activations + self.ephemeral
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    weights: int
+    gradients: int
+    optimizer: int
+    activations: int
+    ephemeral: int
+    resident: int
+
+    @property
+    def total(self) -> int:
+        return (
+            self.weights
+            + self.gradients
+            + self.optimizer
+            + self.activations
+            + self.ephemeral
+            + self.resident
+        )
+
+
+@dataclass(frozen=True)
+class Estimate:
+    mode: Mode
+    batch: int
+    layers: tuple[LayerEstimate, ...]
+    breakdown: Breakdown
+
+    @property
+    def total_bytes(self) -> int:
+        return self.breakdown.total
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: byte counts are exact integers, GiB a float or a string."""
+        return {
+            "mode": self.mode,
+            "engine_version": ENGINE_VERSION,
+            "batch": self.batch,
+            "total_bytes": self.total_bytes,
+            "total_bytes_decimal": str(self.total_bytes),
+            "total_gib": gib_value(self.total_bytes),
+            "breakdown": {
+                "weights": self.breakdown.weights,
+                "gradients": self.breakdown.gradients,
+                "optimizer": self.breakdown.optimizer,
+                "activations": self.breakdown.activations,
+                "ephemeral": self.breakdown.ephemeral,
+                "resident": self.breakdown.resident,
+            },
+            "layers": [
+                {
+                    "index": row.index,
+                    "name": row.name,
+                    "type": row.type,
+                    "part": row.part,
+                    "output_features": row.output_features,
+                    "params": row.params,
+                    "weights": row.weights,
+                    "gradients": row.gradients,
+                    "optimizer": row.optimizer,
+                    "activations": row.activations,
+                    "ephemeral": row.ephemeral,
+                    "total": row.total,
+                    "note": row.note,
+                }
+                for row in self.layers
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything about an estimate that does not depend on the batch size."""
+
+    mode: Mode
+    rows: tuple[CostRow, ...]
+    alignment: int
+    resident: int
+
+    def evaluate(self, batch: int) -> Estimate:
+        layers = []
+        totals = dict.fromkeys(CATEGORIES, 0)
+        for row in self.rows:
+            per_category = dict.fromkeys(CATEGORIES, 0)
+            for allocation in row.allocations:
+                per_category[allocation.category] += allocation.at(batch, self.alignment)
+            for category, size in per_category.items():
+                totals[category] += size
+            layers.append(
+                LayerEstimate(
+                    index=row.index,
+                    name=row.name,
+                    type=row.type,
+                    part=row.part,
+                    output_features=row.output_features,
+                    params=row.params,
+                    note=row.note,
+                    **per_category,
+                )
+            )
+        return Estimate(self.mode, batch, tuple(layers), Breakdown(**totals, resident=self.resident))
+
+    def affine(self) -> tuple[int, int] | None:
+        """(fixed, per_sample) with total = fixed + per_sample * batch, when exactly affine."""
+        if self.alignment != 1:
+            return None
+        fixed = self.resident
+        per_sample = 0
+        for row in self.rows:
+            for allocation in row.allocations:
+                fixed += allocation.fixed
+                per_sample += allocation.per_sample
+        return fixed, per_sample
+
+    def total_bytes(self, batch: int) -> int:
+        coefficients = self.affine()
+        if coefficients is not None:
+            return coefficients[0] + coefficients[1] * batch
+        return self.evaluate(batch).total_bytes
+
+
+def model_for(spec: FamilySpec | ModelSpec, mode: Mode) -> ModelSpec:
+    """The layer list a mode counts: families expand the way that mode reads the paper."""
+    if isinstance(spec, ModelSpec):
+        return spec
+    blocks = spec.decoder_blocks or cost_model(mode).decoder_blocks
+    return expand(spec, decoder_blocks=blocks)
+
+
+def plan(spec: FamilySpec | ModelSpec, mode: Mode = DEFAULT_MODE) -> Plan:
+    model = model_for(spec, mode)
+    counter = cost_model(mode)
+    rows = counter.rows(model, resolve(model))
+    return Plan(mode, tuple(rows), counter.alignment, counter.resident_bytes())
+
+
+_PLANS: dict[tuple[str, Mode], Plan] = {}
+
+
+def batch_free(spec: FamilySpec | ModelSpec) -> FamilySpec | ModelSpec:
+    """The spec with its batch set to 1: the cache key of a plan."""
+    return spec if spec.batch == 1 else spec.model_copy(update={"batch": 1})
+
+
+def cached_plan(spec: FamilySpec | ModelSpec, mode: Mode = DEFAULT_MODE) -> Plan:
+    """A plan shared by every spec that differs only in batch size."""
+    key = (canonical_json(batch_free(spec)), mode)
+    found = _PLANS.get(key)
+    if found is None:
+        if len(_PLANS) >= 65536:
+            _PLANS.clear()
+        found = _PLANS[key] = plan(spec, mode)
+    return found
+
+
+def estimate(spec: FamilySpec | ModelSpec, mode: Mode = DEFAULT_MODE) -> Estimate:
+    """The per-layer table and totals of one spec under one mode."""
+    return plan(spec, mode).evaluate(spec.batch)

@@ -1,0 +1,86 @@
+"""The paper's MIMO autoencoders as generic layer lists (Table 1, Sections 4 and 5)."""
+
+from __future__ import annotations
+
+from estimator.spec import (
+    ActivationName,
+    BatchNormalization,
+    ComplexChannel,
+    Dense,
+    Embedding,
+    FamilySpec,
+    GaussianNoise,
+    InputKind,
+    LayerSpec,
+    LossName,
+    ModelSpec,
+    PowerNormalization,
+)
+
+TABLE1_DECODER_BLOCKS = 3
+EQ2_DECODER_BLOCKS = 4  # Eq. (2) counts 3*H_R(H_R+1) + H_R(N_R+1) weights and 16*H_R BN params
+
+
+def message_size(spec: FamilySpec) -> int:
+    """S: the encoder input / decoder output width (exact, however large)."""
+    if spec.family in ("ae", "ae-embedding"):
+        return int((2**spec.k) ** spec.nt)  # one value per joint message
+    return spec.k * spec.nt  # bit-wise: one value per bit
+
+
+def expand(spec: FamilySpec, *, decoder_blocks: int | None = None) -> ModelSpec:
+    """The family's sequential model; `decoder_blocks` overrides the spec's default."""
+    s = message_size(spec)
+    blocks = decoder_blocks or spec.decoder_blocks or TABLE1_DECODER_BLOCKS
+    encoder_activation: ActivationName = "tanh" if spec.family == "tanh-bae" else "relu"
+    symbols = 2 * spec.n * spec.nt
+
+    layers: list[LayerSpec] = []
+    input_kind: InputKind
+    loss: LossName
+    if spec.family == "ae-embedding":
+        input_kind, input_size = "index", 1
+        layers.append(Embedding(input_dim=s, output_dim=spec.embedding_size, part="encoder"))
+    elif spec.family == "ae":
+        input_kind, input_size = "one_hot", s
+    else:
+        input_kind, input_size = "bits", s
+    layers += [
+        Dense(units=spec.ht, activation=encoder_activation, part="encoder"),
+        Dense(units=spec.ht, activation=encoder_activation, part="encoder"),
+    ]
+    if spec.family == "tanh-bae":
+        layers.append(Dense(units=symbols, activation="tanh", part="encoder"))
+    else:
+        layers += [
+            Dense(units=symbols, activation="linear", part="encoder"),
+            PowerNormalization(part="encoder"),
+        ]
+    layers += [
+        ComplexChannel(nr=spec.receive_antennas, uses=spec.n, part="channel"),
+        GaussianNoise(part="channel"),
+    ]
+    for _ in range(blocks):
+        layers += [
+            Dense(units=spec.hr, activation="relu", part="decoder"),
+            BatchNormalization(part="decoder"),
+        ]
+    if spec.family in ("ae", "ae-embedding"):
+        layers.append(Dense(units=s, activation="softmax", part="decoder"))
+        loss = (
+            "sparse_categorical_crossentropy"
+            if spec.family == "ae-embedding"
+            else "categorical_crossentropy"
+        )
+    else:
+        layers.append(Dense(units=s, activation="sigmoid", part="decoder"))
+        loss = "binary_crossentropy"
+    return ModelSpec(
+        input_kind=input_kind,
+        input_size=input_size,
+        layers=layers,
+        loss=loss,
+        batch=spec.batch,
+        precision=spec.precision,
+        optimizer=spec.optimizer,
+    )

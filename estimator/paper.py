@@ -1,0 +1,82 @@
+"""The paper's Eqs. (1)-(2), per layer, as `shared/notes/table2-derivation.md` derives them.
+
+The method of the cited estimator counts, per layer, weights and their gradients
+(2p bytes per parameter) and in/out tensors (4p bytes per output value per sample, for
+dense layers only); no optimizer state, no ephemeral tensors, and a resident buffer of
+0.38 GiB. Two readings of the printed equations are kept because Table 2 needs them:
+the first decoder Dense counts N_R inputs (complex values counted once) and the loss
+head adds 16 values per sample ('+16' in Eq. (2)).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from estimator.costs import Allocation, CostRow, bytes_per_value
+from estimator.families import EQ2_DECODER_BLOCKS
+
+if TYPE_CHECKING:
+    from estimator.layers import ResolvedLayer
+    from estimator.spec import ModelSpec
+
+GIB = 2**30
+RESIDENT_BUFFER_BYTES = round(0.38 * GIB)  # 0.38 GiB, to the nearest byte
+EQ2_LOSS_VALUES = 16
+BATCH_NORM_PARAMS_PER_FEATURE = 4  # "as in the TensorFlow implementation"
+
+
+def paper_params(layer: ResolvedLayer) -> int:
+    """Parameters as the paper's equations count them."""
+    spec = layer.spec
+    if spec.type == "dense":
+        inputs = layer.in_features
+        if layer.channel_uses is not None:  # Eq. (2): H_R(N_R + 1), one input per antenna
+            inputs //= 2 * layer.channel_uses
+        return inputs * spec.units + (spec.units if spec.use_bias else 0)
+    if spec.type == "batch_norm":
+        return BATCH_NORM_PARAMS_PER_FEATURE * layer.out_features
+    return layer.params
+
+
+class PaperCostModel:
+    name = "paper"
+    alignment = 1
+    decoder_blocks: int | None = EQ2_DECODER_BLOCKS
+
+    def rows(self, model: ModelSpec, layers: list[ResolvedLayer]) -> list[CostRow]:
+        p = bytes_per_value(model)
+        rows = []
+        for layer in layers:
+            params = paper_params(layer)
+            allocations = [
+                Allocation("weights", fixed=p * params),
+                Allocation("gradients", fixed=p * params),
+            ]
+            if layer.type == "dense":
+                allocations.append(Allocation("activations", per_sample=4 * p * layer.out_features))
+            rows.append(
+                CostRow(
+                    name=layer.name,
+                    type=layer.type,
+                    part=layer.spec.part,
+                    output_features=layer.out_features,
+                    params=params,
+                    allocations=tuple(a for a in allocations if a.fixed or a.per_sample),
+                    index=layer.index,
+                )
+            )
+        rows.append(
+            CostRow(
+                name="loss",
+                type="loss",
+                part="decoder",
+                output_features=EQ2_LOSS_VALUES,
+                params=0,
+                allocations=(Allocation("activations", per_sample=4 * p * EQ2_LOSS_VALUES),),
+                note="Eq. (2)'s constant 4pB*16",
+            )
+        )
+        return rows
+
+    def resident_bytes(self) -> int:
+        return RESIDENT_BUFFER_BYTES

@@ -1,0 +1,178 @@
+"""The architecture spec: one pydantic schema for the CLI, the API, the builders and the DB.
+
+A spec is either a *family* (one of the paper's MIMO autoencoders, described by k, N_T, ...)
+or a generic *model* (an input and a sequential list of layers). Families expand into the
+generic form (see `estimator.families`); everything downstream works on layers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+Precision = Literal["fp32", "mixed"]
+OptimizerName = Literal["none", "sgd", "momentum", "adam"]
+FamilyName = Literal["ae", "ae-embedding", "bae", "tanh-bae"]
+ActivationName = Literal["linear", "relu", "sigmoid", "tanh", "softmax"]
+LossName = Literal[
+    "categorical_crossentropy",
+    "sparse_categorical_crossentropy",
+    "binary_crossentropy",
+    "mse",
+]
+InputKind = Literal["one_hot", "bits", "index", "real"]
+Part = Literal["encoder", "channel", "decoder"]
+
+# 2^(k*nt) one-hot messages beyond 2^8192 would print as integers of more than 2,500 digits:
+# still exact, but no longer a question anyone asks of a GPU.
+MAX_MESSAGE_BITS = 8192
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _LayerBase(_Strict):
+    name: str | None = Field(default=None, description="Optional display name.")
+    part: Part | None = Field(default=None, description="Encoder, channel or decoder.")
+
+
+class Dense(_LayerBase):
+    type: Literal["dense"] = "dense"
+    units: PositiveInt
+    activation: ActivationName = "linear"
+    use_bias: bool = True
+
+
+class Embedding(_LayerBase):
+    """Integer message index -> learned vector (input must be `index` of size 1)."""
+
+    type: Literal["embedding"] = "embedding"
+    input_dim: PositiveInt
+    output_dim: PositiveInt
+
+
+class BatchNormalization(_LayerBase):
+    type: Literal["batch_norm"] = "batch_norm"
+
+
+class LayerNormalization(_LayerBase):
+    type: Literal["layer_norm"] = "layer_norm"
+
+
+class PowerNormalization(_LayerBase):
+    """Table 1's 'Normalization': scales the batch of symbols to unit average energy."""
+
+    type: Literal["power_norm"] = "power_norm"
+
+
+class Activation(_LayerBase):
+    type: Literal["activation"] = "activation"
+    activation: ActivationName
+
+
+class GaussianNoise(_LayerBase):
+    type: Literal["gaussian_noise"] = "gaussian_noise"
+    stddev: float = Field(default=0.1, gt=0)
+
+
+class ComplexChannel(_LayerBase):
+    """Random complex MIMO channel y = H x over `uses` channel uses.
+
+    Input is 2*uses*N_T reals (real and imaginary parts), output 2*uses*N_R.
+    """
+
+    type: Literal["complex_channel"] = "complex_channel"
+    nr: PositiveInt
+    uses: PositiveInt = 1
+
+
+LayerSpec = Annotated[
+    Dense
+    | Embedding
+    | BatchNormalization
+    | LayerNormalization
+    | PowerNormalization
+    | Activation
+    | GaussianNoise
+    | ComplexChannel,
+    Field(discriminator="type"),
+]
+
+
+class _Training(_Strict):
+    batch: PositiveInt = Field(default=2048, description="Training batch size.")
+    precision: Precision = Field(default="fp32", description="'mixed' computes in float16.")
+    optimizer: OptimizerName = "adam"
+
+
+class ModelSpec(_Training):
+    """A generic sequential model: an input and a list of layers."""
+
+    input_kind: InputKind = Field(description="How a sample enters the network.")
+    input_size: PositiveInt = Field(description="Features per sample (1 for an index).")
+    layers: list[LayerSpec] = Field(min_length=1)
+    loss: LossName = "mse"
+
+    @model_validator(mode="after")
+    def _shapes_match(self) -> ModelSpec:
+        from estimator.layers import resolve  # shape inference lives with the layers
+
+        resolve(self)  # raises ValueError naming layers[i] on a mismatch
+        return self
+
+
+class FamilySpec(_Training):
+    """One of the paper's MIMO autoencoders (Table 1 and Sections 4-5)."""
+
+    family: FamilyName
+    k: PositiveInt = Field(description="Bits per antenna (constellation of 2^k points).")
+    nt: PositiveInt = Field(description="Transmit antennas N_T.")
+    nr: PositiveInt | None = Field(default=None, description="Receive antennas; default N_T.")
+    n: PositiveInt = Field(default=1, description="Channel uses N.")
+    ht: PositiveInt = Field(default=256, description="Encoder width H_T.")
+    hr: PositiveInt = Field(default=2048, description="Decoder width H_R.")
+    embedding_size: PositiveInt = Field(default=2, description="E, for ae-embedding.")
+    decoder_blocks: PositiveInt | None = Field(
+        default=None,
+        description="Dense+BatchNorm blocks in the decoder; default Table 1's 3 "
+        "(the paper mode follows Eq. (2), which counts 4).",
+    )
+
+    @model_validator(mode="after")
+    def _message_space_bounded(self) -> FamilySpec:
+        if self.k * self.nt > MAX_MESSAGE_BITS:
+            raise ValueError(
+                f"k*nt = {self.k * self.nt} bits: message spaces beyond 2^{MAX_MESSAGE_BITS} "
+                "are not supported"
+            )
+        return self
+
+    @property
+    def receive_antennas(self) -> int:
+        return self.nt if self.nr is None else self.nr
+
+
+def _spec_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "family" if "family" in value else "model"
+    return "family" if isinstance(value, FamilySpec) else "model"
+
+
+Spec = Annotated[
+    Annotated[FamilySpec, Tag("family")] | Annotated[ModelSpec, Tag("model")],
+    Discriminator(_spec_kind),
+]
+
+
+def canonical_json(spec: FamilySpec | ModelSpec) -> str:
+    """Stable JSON of a spec with defaults filled in, so equal specs hash equal."""
+    return json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+def spec_hash(spec: FamilySpec | ModelSpec) -> str:
+    return hashlib.sha256(canonical_json(spec).encode()).hexdigest()

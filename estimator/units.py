@@ -1,0 +1,58 @@
+"""Exact byte counts shown to people: GiB with 4 significant digits, however large."""
+
+from __future__ import annotations
+
+import re
+from decimal import Context, Decimal
+
+GIB = 2**30
+_CONTEXT = Context(prec=40)
+_FLOAT_LIMIT = Decimal("1e300")
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def gib_decimal(size: int) -> Decimal:
+    return _CONTEXT.divide(Decimal(size), Decimal(GIB))
+
+
+def format_gib(size: int, digits: int = 4) -> str:
+    """'800.9', '0.7416', '1.879e+111': 4 significant digits, scientific when huge."""
+    value = gib_decimal(size)
+    if value == 0:
+        return "0"
+    text = format(value, f".{digits}g")
+    if "e" not in text and value >= 10**6:
+        text = format(value, f".{digits - 1}e")
+    return text
+
+
+def gib_value(size: int) -> float | str:
+    """GiB as a JSON number, or as a string in scientific notation beyond float range."""
+    value = gib_decimal(size)
+    if value < _FLOAT_LIMIT:
+        return float(value)
+    return format(value, ".6e")
+
+
+def parse_size(text: str) -> int:
+    """'80GiB', '40 GB', '1.5TiB', '17179869184' -> bytes (GB = 10^9, GiB = 2^30)."""
+    match = _SIZE.match(text)
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _UNITS:
+        raise ValueError(f"not a memory size: {text!r} (try 80GiB, 40GB or a byte count)")
+    size = Decimal(match.group(1)) * _UNITS[unit]
+    if size <= 0:
+        raise ValueError(f"memory size must be positive: {text!r}")
+    return int(size)
