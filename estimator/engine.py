@@ -146,7 +146,9 @@ class Plan:
                     **per_category,
                 )
             )
-        return Estimate(self.mode, batch, tuple(layers), Breakdown(**totals, resident=self.resident))
+        return Estimate(
+            self.mode, batch, tuple(layers), Breakdown(**totals, resident=self.resident)
+        )
 
     def affine(self) -> tuple[int, int] | None:
         """(fixed, per_sample) with total = fixed + per_sample * batch, when exactly affine."""

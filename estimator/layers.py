@@ -68,9 +68,7 @@ def resolve(model: ModelSpec) -> list[ResolvedLayer]:
             out, trainable, frozen = _layer_shape(layer, width, model.input_kind, index)
         except ValueError as error:
             raise ValueError(f"layers[{index}] ({layer.type}): {error}") from None
-        resolved.append(
-            ResolvedLayer(index, layer, width, out, trainable, frozen, channel_uses)
-        )
+        resolved.append(ResolvedLayer(index, layer, width, out, trainable, frozen, channel_uses))
         if layer.type == "complex_channel":
             channel_uses = layer.uses
         elif layer.type in ("dense", "embedding"):

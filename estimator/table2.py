@@ -84,11 +84,21 @@ class Cell:
     def gib(self) -> Decimal:
         return gib_decimal(self.total_bytes)
 
+    def _within(self, half_units: int) -> bool:
+        printed = _TRAILING_DIGIT_CELLS.get(self.paper, self.paper)
+        tolerance = half_units * _printed_half_unit(printed) + RESIDENT_UNCERTAINTY_GIB
+        return abs(self.gib - Decimal(printed)) <= tolerance
+
+    @property
+    def rounds_to_printed(self) -> bool:
+        """The engine's value, rounded as printed, is the printed value."""
+        return self._within(1)
+
     @property
     def matches(self) -> bool:
-        printed = _TRAILING_DIGIT_CELLS.get(self.paper, self.paper)
-        tolerance = _printed_half_unit(printed) + RESIDENT_UNCERTAINTY_GIB
-        return abs(self.gib - Decimal(printed)) <= tolerance
+        """Within one unit of the last printed digit (the paper does not always round to
+        nearest: 12802.74 is printed 12802.8) and not one of the notes' misprints."""
+        return self._within(2) and not self.known_misprint
 
     @property
     def known_misprint(self) -> bool:

@@ -1,0 +1,484 @@
+"""The `phymem` command line: estimates, Table 2, the CI gate and the inverse questions.
+
+Heavy modules (rich, FastAPI, TensorFlow) are imported inside the commands that need them,
+so `phymem gate` starts as fast as the estimator allows.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from estimator.engine import Estimate, Mode
+    from estimator.spec import FamilySpec, ModelSpec
+
+app = typer.Typer(
+    name="phymem",
+    help="GPU memory for training end-to-end learned physical layers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+EXIT_INVALID = 2
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line on stderr with exit code 2."""
+
+
+def fail(message: str) -> NoReturn:
+    typer.echo(f"phymem: error: {message}", err=True)
+    raise typer.Exit(EXIT_INVALID)
+
+
+def _validation_message(error: Exception) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        parts = []
+        for item in error.errors():
+            field = ".".join(str(p) for p in item["loc"] if p not in ("family", "model"))
+            message = item["msg"].removeprefix("Value error, ")
+            parts.append(f"{field}: {message}" if field else message)
+        return "; ".join(parts)
+    return str(error)
+
+
+# Options shared by every command that takes a spec from flags.
+FamilyOpt = Annotated[str | None, typer.Option(help="ae | ae-embedding | bae | tanh-bae")]
+KOpt = Annotated[int | None, typer.Option("--k", help="Bits per antenna.")]
+NtOpt = Annotated[int | None, typer.Option("--nt", help="Transmit antennas.")]
+NrOpt = Annotated[int | None, typer.Option("--nr", help="Receive antennas (default N_T).")]
+NOpt = Annotated[int | None, typer.Option("--n", help="Channel uses.")]
+HtOpt = Annotated[int | None, typer.Option("--ht", help="Encoder width H_T.")]
+HrOpt = Annotated[int | None, typer.Option("--hr", help="Decoder width H_R.")]
+BatchOpt = Annotated[int | None, typer.Option(help="Batch size.")]
+PrecisionOpt = Annotated[str | None, typer.Option(help="fp32 | mixed")]
+OptimizerOpt = Annotated[str | None, typer.Option(help="none | sgd | momentum | adam")]
+EmbeddingOpt = Annotated[int | None, typer.Option(help="Embedding size E (ae-embedding).")]
+ModeOpt = Annotated[str, typer.Option(help="paper | framework")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+SpecArg = Annotated[
+    Path | None, typer.Argument(help="A YAML or JSON spec file (instead of flags).")
+]
+VramOpt = Annotated[str | None, typer.Option(help="Memory size, e.g. 80GiB or 40GB.")]
+DeviceOpt = Annotated[str | None, typer.Option(help="A device name, e.g. a100-80gb.")]
+
+
+def _read_spec_file(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise UsageError(f"cannot read spec file {path}: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)  # JSON is YAML too
+    except yaml.YAMLError as error:
+        raise UsageError(f"{path}: not valid YAML/JSON ({error.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: a spec must be a mapping of fields")
+    return data
+
+
+def _build_spec(path: Path | None, flags: dict[str, Any]) -> FamilySpec | ModelSpec:
+    from pydantic import TypeAdapter, ValidationError
+
+    from estimator.spec import Spec
+
+    data: dict[str, Any] = _read_spec_file(path) if path else {}
+    data.pop("mode", None)
+    data.update({key: value for key, value in flags.items() if value is not None})
+    if "family" not in data and "layers" not in data:
+        raise UsageError(
+            "give --family (with --k and --nt) or a spec file with 'family' or 'layers'"
+        )
+    label = str(path) if path else "spec"
+    try:
+        spec: FamilySpec | ModelSpec = TypeAdapter(Spec).validate_python(data)
+    except ValidationError as error:
+        raise UsageError(f"{label}: {_validation_message(error)}") from None
+    return spec
+
+
+def _spec_flags(**flags: Any) -> dict[str, Any]:
+    renamed = {"embedding_size": flags.pop("embedding_size", None)}
+    return {**flags, **renamed}
+
+
+def _mode(value: str) -> Mode:
+    from estimator.engine import MODES
+
+    if value not in MODES:
+        raise UsageError(f"--mode: must be one of {', '.join(MODES)}, not {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _vram(vram: str | None, device: str | None) -> tuple[int, str]:
+    from estimator.devices import get_device
+    from estimator.units import parse_size
+
+    if (vram is None) == (device is None):
+        raise UsageError("give exactly one of --vram or --device")
+    try:
+        if device is not None:
+            found = get_device(device)
+            return found.memory_bytes, found.name
+        assert vram is not None
+        return parse_size(vram), vram
+    except ValueError as error:
+        option = "--device" if device is not None else "--vram"
+        raise UsageError(f"{option}: {error}") from None
+
+
+def _run(body: Any) -> None:
+    """Run a command body, turning bad input into one line on stderr and exit 2."""
+    try:
+        body()
+    except UsageError as error:
+        fail(str(error))
+    except ValueError as error:
+        fail(_validation_message(error))
+
+
+def _print_estimate(estimate: Estimate) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from estimator.units import format_gib
+
+    table = Table(title=f"Per-layer memory ({estimate.mode} mode, batch {estimate.batch})")
+    for column in (
+        "#",
+        "layer",
+        "part",
+        "out",
+        "params",
+        "weights",
+        "grads",
+        "optim",
+        "in/out",
+        "ephem.",
+        "total",
+    ):
+        table.add_column(column, justify="left" if column in ("layer", "part") else "right")
+    for row in estimate.layers:
+        table.add_row(
+            "" if row.index is None else str(row.index),
+            row.name + (f" ({row.note})" if row.note else ""),
+            row.part or "",
+            _short(row.output_features),
+            _short(row.params),
+            *(
+                format_gib(v)
+                for v in (
+                    row.weights,
+                    row.gradients,
+                    row.optimizer,
+                    row.activations,
+                    row.ephemeral,
+                    row.total,
+                )
+            ),
+        )
+    console = Console(width=max(Console().width, 150))
+    console.print(table)
+    breakdown = estimate.breakdown
+    summary = Table(title="Breakdown (GiB)", show_header=False)
+    for name in ("weights", "gradients", "optimizer", "activations", "ephemeral", "resident"):
+        summary.add_row(name, format_gib(getattr(breakdown, name)))
+    summary.add_row("[bold]total[/bold]", f"[bold]{format_gib(estimate.total_bytes)}[/bold]")
+    console.print(summary)
+    console.print(f"total_bytes = {estimate.total_bytes}")
+
+
+def _short(value: int) -> str:
+    text = str(value)
+    return text if len(text) <= 12 else f"{value:.3e}"
+
+
+@app.command()
+def estimate(
+    spec_file: SpecArg = None,
+    family: FamilyOpt = None,
+    k: KOpt = None,
+    nt: NtOpt = None,
+    nr: NrOpt = None,
+    n: NOpt = None,
+    ht: HtOpt = None,
+    hr: HrOpt = None,
+    batch: BatchOpt = None,
+    precision: PrecisionOpt = None,
+    optimizer: OptimizerOpt = None,
+    embedding_size: EmbeddingOpt = None,
+    mode: ModeOpt = "paper",
+    as_json: JsonOpt = False,
+) -> None:
+    """Estimate the training memory of one spec, layer by layer."""
+
+    def body() -> None:
+        from estimator.engine import estimate as run_estimate
+
+        flags = _spec_flags(
+            family=family,
+            k=k,
+            nt=nt,
+            nr=nr,
+            n=n,
+            ht=ht,
+            hr=hr,
+            batch=batch,
+            precision=precision,
+            optimizer=optimizer,
+            embedding_size=embedding_size,
+        )
+        result = run_estimate(_build_spec(spec_file, flags), _mode(mode))
+        if as_json:
+            typer.echo(json.dumps(result.to_dict(), indent=2))
+        else:
+            _print_estimate(result)
+
+    _run(body)
+
+
+@app.command()
+def table2(as_json: JsonOpt = False) -> None:
+    """The paper's Table 2 reproduced by the paper mode, beside the printed values."""
+    from estimator.table2 import reproduce
+    from estimator.units import format_gib, gib_value
+
+    cells = reproduce()
+    if as_json:
+        rows = [
+            {
+                "column": c.column,
+                "k": c.k,
+                "nt": c.nt,
+                "gib": gib_value(c.total_bytes),
+                "total_bytes": c.total_bytes,
+                "paper": c.paper,
+                "matches": c.matches,
+                "rounds_to_printed": c.rounds_to_printed,
+                "known_misprint": c.known_misprint,
+            }
+            for c in cells
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Table 2 (GiB): engine (paper mode) / printed in the paper")
+    table.add_column("2^k", justify="right")
+    columns = list(dict.fromkeys(c.column for c in cells))
+    nts = list(dict.fromkeys(c.nt for c in cells))
+    for column in columns:
+        for nt in nts:
+            table.add_column(f"{column}\nN_T={nt}", justify="right")
+    for k in dict.fromkeys(c.k for c in cells):
+        marks = []
+        for cell in (c for c in cells if c.k == k):
+            if cell.known_misprint:
+                mark = "✗ misprint"
+            else:
+                mark = ("✓" if cell.rounds_to_printed else "≈") if cell.matches else "✗"
+            marks.append(f"{format_gib(cell.total_bytes)}\n{cell.paper} {mark}")
+        table.add_row(str(2**k), *marks)
+    console = Console(width=max(Console().width, 200))
+    console.print(table)
+    matched = sum(c.matches for c in cells)
+    misprints = sum(c.known_misprint for c in cells)
+    console.print(
+        f"{matched}/{len(cells)} cells match (✓ rounds to the printed value, ≈ within its last"
+        f" digit); {misprints} known misprints in the paper"
+    )
+
+
+@app.command()
+def gate(
+    spec_files: Annotated[list[Path], typer.Argument(help="Spec files (YAML or JSON).")],
+    vram: VramOpt = None,
+    device: DeviceOpt = None,
+    mode: ModeOpt = "paper",
+    output_format: Annotated[str, typer.Option("--format", help="text | json | junit")] = "text",
+) -> None:
+    """Exit 0 when every spec fits the device, 1 when any exceeds, 2 on invalid input."""
+    from estimator import gate as gating
+
+    renderers = {
+        "text": gating.render_text,
+        "json": gating.render_json,
+        "junit": gating.render_junit,
+    }
+    verdicts: list[gating.Verdict] = []
+
+    def body() -> None:
+        if output_format not in renderers:
+            raise UsageError(f"--format: must be text, json or junit, not {output_format!r}")
+        vram_bytes, _ = _vram(vram, device)
+        chosen = _mode(mode)
+        for path in spec_files:
+            spec = _build_spec(path, {})
+            verdicts.append(gating.check(str(path), spec, vram_bytes, chosen))
+
+    _run(body)
+    typer.echo(renderers[output_format](verdicts))
+    raise typer.Exit(0 if all(v.fits for v in verdicts) else 1)
+
+
+def _solve(
+    kind: str,
+    spec_file: Path | None,
+    flags: dict[str, Any],
+    vram: str | None,
+    device: str | None,
+    mode: str,
+    as_json: bool,
+) -> None:
+    def body() -> None:
+        from estimator import search
+        from estimator.spec import FamilySpec
+
+        spec = _build_spec(spec_file, flags)
+        vram_bytes, target = _vram(vram, device)
+        chosen = _mode(mode)
+        if kind == "batch":
+            answer = search.max_batch(spec, vram_bytes, chosen)
+        elif not isinstance(spec, FamilySpec):
+            raise UsageError(f"max-{kind} needs a family spec (--family)")
+        else:
+            answer = (search.max_nt if kind == "nt" else search.max_k)(spec, vram_bytes, chosen)
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    {
+                        f"max_{kind}": answer,
+                        "vram_bytes": vram_bytes,
+                        "target": target,
+                        "mode": chosen,
+                    }
+                )
+            )
+        elif answer == 0:
+            typer.echo(f"nothing fits {target}: even {kind} = 1 exceeds it")
+        else:
+            typer.echo(f"largest {kind} that fits {target}: {answer}")
+
+    _run(body)
+
+
+@app.command("max-batch")
+def max_batch(
+    spec_file: SpecArg = None,
+    family: FamilyOpt = None,
+    k: KOpt = None,
+    nt: NtOpt = None,
+    nr: NrOpt = None,
+    n: NOpt = None,
+    ht: HtOpt = None,
+    hr: HrOpt = None,
+    precision: PrecisionOpt = None,
+    optimizer: OptimizerOpt = None,
+    embedding_size: EmbeddingOpt = None,
+    vram: VramOpt = None,
+    device: DeviceOpt = None,
+    mode: ModeOpt = "paper",
+    as_json: JsonOpt = False,
+) -> None:
+    """The largest batch that fits a memory size or a device."""
+    flags = _spec_flags(
+        family=family,
+        k=k,
+        nt=nt,
+        nr=nr,
+        n=n,
+        ht=ht,
+        hr=hr,
+        precision=precision,
+        optimizer=optimizer,
+        embedding_size=embedding_size,
+    )
+    _solve("batch", spec_file, flags, vram, device, mode, as_json)
+
+
+@app.command("max-nt")
+def max_nt(
+    spec_file: SpecArg = None,
+    family: FamilyOpt = None,
+    k: KOpt = None,
+    batch: BatchOpt = None,
+    precision: PrecisionOpt = None,
+    optimizer: OptimizerOpt = None,
+    vram: VramOpt = None,
+    device: DeviceOpt = None,
+    mode: ModeOpt = "paper",
+    as_json: JsonOpt = False,
+) -> None:
+    """The largest number of transmit antennas N_T (N_R = N_T) that fits."""
+    flags = _spec_flags(
+        family=family, k=k, nt=1, batch=batch, precision=precision, optimizer=optimizer
+    )
+    _solve("nt", spec_file, flags, vram, device, mode, as_json)
+
+
+@app.command("max-k")
+def max_k(
+    spec_file: SpecArg = None,
+    family: FamilyOpt = None,
+    nt: NtOpt = None,
+    batch: BatchOpt = None,
+    precision: PrecisionOpt = None,
+    optimizer: OptimizerOpt = None,
+    vram: VramOpt = None,
+    device: DeviceOpt = None,
+    mode: ModeOpt = "paper",
+    as_json: JsonOpt = False,
+) -> None:
+    """The largest bits per antenna k that fits."""
+    flags = _spec_flags(
+        family=family, k=1, nt=nt, batch=batch, precision=precision, optimizer=optimizer
+    )
+    _solve("k", spec_file, flags, vram, device, mode, as_json)
+
+
+@app.command()
+def devices(as_json: JsonOpt = False) -> None:
+    """The catalog of named devices and their memory."""
+    from estimator.devices import DEVICES
+    from estimator.units import format_gib
+
+    if as_json:
+        rows = [
+            {"name": d.name, "label": d.label, "memory_bytes": d.memory_bytes}
+            for d in DEVICES.values()
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for d in DEVICES.values():
+        typer.echo(f"{d.name:15} {format_gib(d.memory_bytes):>8} GiB  {d.label}")
+
+
+def _register_optional_commands() -> None:
+    """Service, database and worker commands live with the service; attach them if present."""
+    try:
+        from app.cli_service import register
+    except ImportError:
+        return
+    register(app)
+
+
+_register_optional_commands()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
