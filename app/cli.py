@@ -43,7 +43,10 @@ def _validation_message(error: Exception) -> str:
     if isinstance(error, ValidationError):
         parts = []
         for item in error.errors():
-            field = ".".join(str(p) for p in item["loc"] if p not in ("family", "model"))
+            location = item["loc"]
+            if location and location[0] in ("family", "model"):  # the union's tag
+                location = location[1:]
+            field = ".".join(str(part) for part in location)
             message = item["msg"].removeprefix("Value error, ")
             parts.append(f"{field}: {message}" if field else message)
         return "; ".join(parts)

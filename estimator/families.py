@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from estimator.spec import (
+    ONE_HOT_FAMILIES,
     ActivationName,
     BatchNormalization,
     ComplexChannel,
@@ -23,7 +24,7 @@ EQ2_DECODER_BLOCKS = 4  # Eq. (2) counts 3*H_R(H_R+1) + H_R(N_R+1) weights and 1
 
 def message_size(spec: FamilySpec) -> int:
     """S: the encoder input / decoder output width (exact, however large)."""
-    if spec.family in ("ae", "ae-embedding"):
+    if spec.family in ONE_HOT_FAMILIES:
         return int((2**spec.k) ** spec.nt)  # one value per joint message
     return spec.k * spec.nt  # bit-wise: one value per bit
 

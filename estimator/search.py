@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from estimator.engine import DEFAULT_MODE, Mode, cached_plan
-from estimator.spec import MAX_MESSAGE_BITS, FamilySpec, ModelSpec
+from estimator.spec import MAX_MESSAGE_BITS, ONE_HOT_FAMILIES, FamilySpec, ModelSpec
 
 
 def _largest(fits: Callable[[int], bool], upper_bound: int | None = None) -> int:
@@ -24,6 +24,11 @@ def _largest(fits: Callable[[int], bool], upper_bound: int | None = None) -> int
         else:
             high = middle
     return low
+
+
+def _message_bits_bound(spec: FamilySpec, other_factor: int) -> int | None:
+    """One-hot families stop at 2^MAX_MESSAGE_BITS messages; bit-wise ones grow linearly."""
+    return MAX_MESSAGE_BITS // other_factor if spec.family in ONE_HOT_FAMILIES else None
 
 
 def max_batch(spec: FamilySpec | ModelSpec, vram_bytes: int, mode: Mode = DEFAULT_MODE) -> int:
@@ -47,7 +52,7 @@ def max_nt(spec: FamilySpec, vram_bytes: int, mode: Mode = DEFAULT_MODE) -> int:
         candidate = spec.model_copy(update={"nt": nt})
         return cached_plan(candidate, mode).total_bytes(spec.batch) <= vram_bytes
 
-    return _largest(fits, upper_bound=MAX_MESSAGE_BITS // spec.k)
+    return _largest(fits, upper_bound=_message_bits_bound(spec, spec.k))
 
 
 def max_k(spec: FamilySpec, vram_bytes: int, mode: Mode = DEFAULT_MODE) -> int:
@@ -57,4 +62,4 @@ def max_k(spec: FamilySpec, vram_bytes: int, mode: Mode = DEFAULT_MODE) -> int:
         candidate = spec.model_copy(update={"k": k})
         return cached_plan(candidate, mode).total_bytes(spec.batch) <= vram_bytes
 
-    return _largest(fits, upper_bound=MAX_MESSAGE_BITS // spec.nt)
+    return _largest(fits, upper_bound=_message_bits_bound(spec, spec.nt))

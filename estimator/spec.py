@@ -29,6 +29,7 @@ Part = Literal["encoder", "channel", "decoder"]
 # 2^(k*nt) one-hot messages beyond 2^8192 would print as integers of more than 2,500 digits:
 # still exact, but no longer a question anyone asks of a GPU.
 MAX_MESSAGE_BITS = 8192
+ONE_HOT_FAMILIES = ("ae", "ae-embedding")  # one input/output value per joint message
 PositiveInt = Annotated[int, Field(ge=1)]
 
 
@@ -145,7 +146,7 @@ class FamilySpec(_Training):
 
     @model_validator(mode="after")
     def _message_space_bounded(self) -> FamilySpec:
-        if self.k * self.nt > MAX_MESSAGE_BITS:
+        if self.family in ONE_HOT_FAMILIES and self.k * self.nt > MAX_MESSAGE_BITS:
             raise ValueError(
                 f"k*nt = {self.k * self.nt} bits: message spaces beyond 2^{MAX_MESSAGE_BITS} "
                 "are not supported"
