@@ -7,15 +7,18 @@ so `phymem gate` starts as fast as the estimator allows.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from app.specio import UsageError, validation_message
+from app.specio import build_spec as _build_spec
+from app.specio import parse_mode as _mode
+from app.specio import resolve_vram as _vram
+
 if TYPE_CHECKING:
-    from estimator.engine import Estimate, Mode
-    from estimator.spec import FamilySpec, ModelSpec
+    from estimator.engine import Estimate
 
 app = typer.Typer(
     name="phymem",
@@ -28,29 +31,9 @@ app = typer.Typer(
 EXIT_INVALID = 2
 
 
-class UsageError(Exception):
-    """Bad input: reported as one line on stderr with exit code 2."""
-
-
 def fail(message: str) -> NoReturn:
     typer.echo(f"phymem: error: {message}", err=True)
     raise typer.Exit(EXIT_INVALID)
-
-
-def _validation_message(error: Exception) -> str:
-    from pydantic import ValidationError
-
-    if isinstance(error, ValidationError):
-        parts = []
-        for item in error.errors():
-            location = item["loc"]
-            if location and location[0] in ("family", "model"):  # the union's tag
-                location = location[1:]
-            field = ".".join(str(part) for part in location)
-            message = item["msg"].removeprefix("Value error, ")
-            parts.append(f"{field}: {message}" if field else message)
-        return "; ".join(parts)
-    return str(error)
 
 
 # Options shared by every command that takes a spec from flags.
@@ -74,70 +57,9 @@ VramOpt = Annotated[str | None, typer.Option(help="Memory size, e.g. 80GiB or 40
 DeviceOpt = Annotated[str | None, typer.Option(help="A device name, e.g. a100-80gb.")]
 
 
-def _read_spec_file(path: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise UsageError(f"cannot read spec file {path}: {error.strerror}") from None
-    try:
-        data = yaml.safe_load(text)  # JSON is YAML too
-    except yaml.YAMLError as error:
-        raise UsageError(f"{path}: not valid YAML/JSON ({error.__class__.__name__})") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: a spec must be a mapping of fields")
-    return data
-
-
-def _build_spec(path: Path | None, flags: dict[str, Any]) -> FamilySpec | ModelSpec:
-    from pydantic import TypeAdapter, ValidationError
-
-    from estimator.spec import Spec
-
-    data: dict[str, Any] = _read_spec_file(path) if path else {}
-    data.pop("mode", None)
-    data.update({key: value for key, value in flags.items() if value is not None})
-    if "family" not in data and "layers" not in data:
-        raise UsageError(
-            "give --family (with --k and --nt) or a spec file with 'family' or 'layers'"
-        )
-    label = str(path) if path else "spec"
-    try:
-        spec: FamilySpec | ModelSpec = TypeAdapter(Spec).validate_python(data)
-    except ValidationError as error:
-        raise UsageError(f"{label}: {_validation_message(error)}") from None
-    return spec
-
-
 def _spec_flags(**flags: Any) -> dict[str, Any]:
     renamed = {"embedding_size": flags.pop("embedding_size", None)}
     return {**flags, **renamed}
-
-
-def _mode(value: str) -> Mode:
-    from estimator.engine import MODES
-
-    if value not in MODES:
-        raise UsageError(f"--mode: must be one of {', '.join(MODES)}, not {value!r}")
-    return value  # type: ignore[return-value]
-
-
-def _vram(vram: str | None, device: str | None) -> tuple[int, str]:
-    from estimator.devices import get_device
-    from estimator.units import parse_size
-
-    if (vram is None) == (device is None):
-        raise UsageError("give exactly one of --vram or --device")
-    try:
-        if device is not None:
-            found = get_device(device)
-            return found.memory_bytes, found.name
-        assert vram is not None
-        return parse_size(vram), vram
-    except ValueError as error:
-        option = "--device" if device is not None else "--vram"
-        raise UsageError(f"{option}: {error}") from None
 
 
 def _run(body: Any) -> None:
@@ -147,7 +69,7 @@ def _run(body: Any) -> None:
     except UsageError as error:
         fail(str(error))
     except ValueError as error:
-        fail(_validation_message(error))
+        fail(validation_message(error))
 
 
 def _print_estimate(estimate: Estimate) -> None:
@@ -303,36 +225,19 @@ def table2(as_json: JsonOpt = False) -> None:
     )
 
 
-@app.command()
-def gate(
-    spec_files: Annotated[list[Path], typer.Argument(help="Spec files (YAML or JSON).")],
-    vram: VramOpt = None,
-    device: DeviceOpt = None,
-    mode: ModeOpt = "paper",
-    output_format: Annotated[str, typer.Option("--format", help="text | json | junit")] = "text",
-) -> None:
-    """Exit 0 when every spec fits the device, 1 when any exceeds, 2 on invalid input."""
-    from estimator import gate as gating
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def gate(context: typer.Context) -> None:
+    """Exit 0 when every spec fits the device, 1 when any exceeds, 2 on invalid input.
 
-    renderers = {
-        "text": gating.render_text,
-        "json": gating.render_json,
-        "junit": gating.render_junit,
-    }
-    verdicts: list[gating.Verdict] = []
+    Takes SPEC... (--vram SIZE | --device NAME) [--mode paper|framework]
+    [--format text|json|junit]; `phymem gate --help` lists them.
+    """
+    from app.gate_cli import main as gate_main
 
-    def body() -> None:
-        if output_format not in renderers:
-            raise UsageError(f"--format: must be text, json or junit, not {output_format!r}")
-        vram_bytes, _ = _vram(vram, device)
-        chosen = _mode(mode)
-        for path in spec_files:
-            spec = _build_spec(path, {})
-            verdicts.append(gating.check(str(path), spec, vram_bytes, chosen))
-
-    _run(body)
-    typer.echo(renderers[output_format](verdicts))
-    raise typer.Exit(0 if all(v.fits for v in verdicts) else 1)
+    raise typer.Exit(gate_main(list(context.args)))
 
 
 def _solve(
@@ -479,9 +384,7 @@ def _register_optional_commands() -> None:
 _register_optional_commands()
 
 
-def main() -> None:
-    app()
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from app.entry import main
+
+    main()

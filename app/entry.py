@@ -1,0 +1,15 @@
+"""The `phymem` executable: the gate takes a fast path, everything else the typer app."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "gate" and "--help" not in sys.argv[2:]:
+        from app.gate_cli import main as gate_main
+
+        sys.exit(gate_main(sys.argv[2:]))
+    from app.cli import app
+
+    app()

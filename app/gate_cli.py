@@ -1,0 +1,75 @@
+"""`phymem gate`: the CI gate, on a start-up path without typer or rich.
+
+CI systems call the gate once per commit, so its cold start matters: `app.entry` sends
+`phymem gate ...` here directly; the typer app's `gate` command calls the same `run_gate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from app.specio import UsageError, parse_mode, resolve_vram
+
+EXIT_FITS, EXIT_EXCEEDS, EXIT_INVALID = 0, 1, 2
+FORMATS = ("text", "json", "junit")
+
+
+def run_gate(
+    spec_files: list[Path], vram: str | None, device: str | None, mode: str, output_format: str
+) -> tuple[int, str]:
+    """Exit code and report; raises UsageError on bad input."""
+    from app.specio import build_spec
+    from estimator import gate
+
+    if output_format not in FORMATS:
+        raise UsageError(f"--format: must be text, json or junit, not {output_format!r}")
+    if not spec_files:
+        raise UsageError("give at least one spec file")
+    vram_bytes, _ = resolve_vram(vram, device)
+    chosen = parse_mode(mode)
+    verdicts = [
+        gate.check(str(path), build_spec(path, {}), vram_bytes, chosen) for path in spec_files
+    ]
+    render = {"text": gate.render_text, "json": gate.render_json, "junit": gate.render_junit}
+    code = EXIT_FITS if all(v.fits for v in verdicts) else EXIT_EXCEEDS
+    return code, render[output_format](verdicts)
+
+
+def parser() -> argparse.ArgumentParser:
+    gate = argparse.ArgumentParser(
+        prog="phymem gate",
+        description="Exit 0 when every spec fits the device, 1 when any exceeds, "
+        "2 on invalid input.",
+    )
+    gate.add_argument("spec_files", nargs="*", type=Path, help="Spec files (YAML or JSON).")
+    gate.add_argument("--vram", help="Memory size, e.g. 80GiB or 40GB.")
+    gate.add_argument("--device", help="A device name, e.g. a100-80gb.")
+    gate.add_argument("--mode", default="paper", help="paper | framework")
+    gate.add_argument("--format", dest="output_format", default="text", help="text|json|junit")
+    return gate
+
+
+def main(argv: list[str]) -> int:
+    arguments = parser()
+    arguments.error = _usage_error  # type: ignore[method-assign]
+    try:
+        options = arguments.parse_args(argv)
+        code, report = run_gate(
+            options.spec_files, options.vram, options.device, options.mode, options.output_format
+        )
+    except UsageError as error:
+        print(f"phymem: error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    except ValueError as error:
+        from app.specio import validation_message
+
+        print(f"phymem: error: {validation_message(error)}", file=sys.stderr)
+        return EXIT_INVALID
+    print(report)
+    return code
+
+
+def _usage_error(message: str) -> None:
+    raise UsageError(message)

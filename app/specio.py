@@ -1,0 +1,105 @@
+"""Specs and sizes from files and flags, with one-line errors: shared by every CLI command.
+
+Kept free of typer and rich so the gate's fast path can use it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from estimator.engine import Mode
+    from estimator.spec import FamilySpec, ModelSpec
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line on stderr with exit code 2."""
+
+
+def validation_message(error: Exception) -> str:
+    """A pydantic error as 'field: message; ...' (the union's tag left out)."""
+    from pydantic import ValidationError
+
+    if not isinstance(error, ValidationError):
+        return str(error)
+    parts = []
+    for item in error.errors():
+        location = item["loc"]
+        if location and location[0] in ("family", "model"):
+            location = location[1:]
+        field = ".".join(str(part) for part in location)
+        message = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{field}: {message}" if field else message)
+    return "; ".join(parts)
+
+
+def read_spec_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise UsageError(f"cannot read spec file {path}: {error.strerror}") from None
+    if path.suffix == ".json" or text.lstrip().startswith("{"):
+        import json
+
+        try:
+            data = json.loads(text)
+        except ValueError as error:
+            raise UsageError(f"{path}: not valid JSON ({error})") from None
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise UsageError(f"{path}: not valid YAML ({error.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: a spec must be a mapping of fields")
+    return data
+
+
+def build_spec(path: Path | None, flags: dict[str, Any]) -> FamilySpec | ModelSpec:
+    """A validated spec from a file, flags, or both (flags win)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from estimator.spec import Spec
+
+    data: dict[str, Any] = read_spec_file(path) if path else {}
+    data.pop("mode", None)
+    data.update({key: value for key, value in flags.items() if value is not None})
+    if "family" not in data and "layers" not in data:
+        raise UsageError(
+            "give --family (with --k and --nt) or a spec file with 'family' or 'layers'"
+        )
+    label = str(path) if path else "spec"
+    try:
+        spec: FamilySpec | ModelSpec = TypeAdapter(Spec).validate_python(data)
+    except ValidationError as error:
+        raise UsageError(f"{label}: {validation_message(error)}") from None
+    return spec
+
+
+def parse_mode(value: str) -> Mode:
+    from estimator.engine import MODES
+
+    if value not in MODES:
+        raise UsageError(f"--mode: must be one of {', '.join(MODES)}, not {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def resolve_vram(vram: str | None, device: str | None) -> tuple[int, str]:
+    """Bytes and a label from exactly one of --vram or --device."""
+    from estimator.devices import get_device
+    from estimator.units import parse_size
+
+    if (vram is None) == (device is None):
+        raise UsageError("give exactly one of --vram or --device")
+    try:
+        if device is not None:
+            found = get_device(device)
+            return found.memory_bytes, found.name
+        assert vram is not None
+        return parse_size(vram), vram
+    except ValueError as error:
+        option = "--device" if device is not None else "--vram"
+        raise UsageError(f"{option}: {error}") from None

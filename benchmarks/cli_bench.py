@@ -1,0 +1,99 @@
+"""CLI speed: `phymem gate` cold start vs bare Python, and the sweep fast path vs a loop.
+
+Run: .venv/bin/python benchmarks/cli_bench.py [--configs 1000000] [--starts 30]
+Both comparisons are measured side by side in one run; results go to benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from itertools import product
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.results import write_section
+from estimator.engine import estimate
+from estimator.spec import FamilySpec
+from estimator.sweep import Grid, sweep
+
+
+def cold_starts(starts: int) -> tuple[float, float]:
+    """Median wall time of `python -c pass` and of `phymem gate` on one spec, interleaved."""
+    phymem = Path(sys.executable).with_name("phymem")
+    with tempfile.TemporaryDirectory() as folder:
+        spec = Path(folder, "bae.yaml")
+        spec.write_text("family: bae\nk: 6\nnt: 4\n")
+        commands = {
+            "bare": [sys.executable, "-c", "pass"],
+            "gate": [str(phymem), "gate", str(spec), "--device", "a100-80gb"],
+        }
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(starts):
+            for name, command in commands.items():
+                began = time.perf_counter()
+                subprocess.run(command, check=True, capture_output=True)
+                times[name].append(time.perf_counter() - began)
+    return statistics.median(times["bare"]), statistics.median(times["gate"])
+
+
+def grid_for(configs: int) -> Grid:
+    families = ["ae", "ae-embedding", "bae", "tanh-bae"]
+    ks, nts = list(range(1, 11)), list(range(1, 11))
+    batches = list(range(1, configs // (len(families) * len(ks) * len(nts)) + 1))
+    return Grid(family=families, k=ks, nt=nts, batch=batches, precision=["fp32"])
+
+
+def sweep_speed(configs: int) -> tuple[int, float, float]:
+    grid = grid_for(configs)
+    began = time.perf_counter()
+    fast = [row.total_bytes for row in sweep(grid)]
+    fast_s = time.perf_counter() - began
+
+    began = time.perf_counter()
+    slow = []
+    shapes = product(grid.family, grid.k, grid.nt, grid.precision, grid.optimizer)
+    for family, k, nt, precision, optimizer in shapes:
+        for batch in grid.batch:
+            spec = FamilySpec(
+                family=family, k=k, nt=nt, batch=batch, precision=precision, optimizer=optimizer
+            )
+            slow.append(estimate(spec, grid.mode).total_bytes)
+    slow_s = time.perf_counter() - began
+    if fast != slow:
+        raise SystemExit("sweep fast path and per-config loop disagree")
+    return len(fast), fast_s, slow_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--configs", type=int, default=1_000_000)
+    parser.add_argument("--starts", type=int, default=30)
+    args = parser.parse_args()
+
+    bare, gate = cold_starts(args.starts)
+    count, fast_s, slow_s = sweep_speed(args.configs)
+    command = f"python benchmarks/cli_bench.py --configs {args.configs} --starts {args.starts}"
+    body = f"""
+Command: `{command}`
+
+| measurement | value |
+| --- | --- |
+| `python -c pass`, median of {args.starts} cold starts | {bare * 1000:.1f} ms |
+| `phymem gate spec.yaml --device a100-80gb`, median of {args.starts} | {gate * 1000:.1f} ms |
+| **gate / bare Python** (target <= 3x) | **{gate / bare:.1f}x** |
+| sweep of {count:,} configurations, fast path (`estimator.sweep`) | {fast_s:.2f} s |
+| the same configurations, one `estimate()` per config | {slow_s:.1f} s |
+| **loop / fast path** (target >= 20x), results identical | **{slow_s / fast_s:.0f}x** |
+"""
+    write_section("CLI: gate cold start and 1,000,000-config sweep", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
