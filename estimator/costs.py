@@ -50,6 +50,9 @@ class CostModel(Protocol):
     name: str
     alignment: int
     decoder_blocks: int | None  # how families expand under this mode (None: the spec's)
+    # True when the rows hold at every batch size (allocations affine in the batch); False
+    # when which tensors are alive at the peak depends on the batch.
+    batch_invariant: bool
 
     def rows(self, model: ModelSpec, layers: list[ResolvedLayer]) -> list[CostRow]: ...
 

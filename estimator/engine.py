@@ -118,14 +118,28 @@ class Estimate:
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything about an estimate that does not depend on the batch size."""
+    """The rows of an estimate, built once and evaluated at a batch size.
+
+    When the cost model is batch invariant the rows hold at every batch; otherwise they
+    describe the peak at `spec.batch` only, and other batch sizes are planned anew.
+    """
 
     mode: Mode
+    spec: FamilySpec | ModelSpec
     rows: tuple[CostRow, ...]
     alignment: int
     resident: int
+    batch_invariant: bool
+
+    def _replanned(self, batch: int) -> Plan | None:
+        if self.batch_invariant or batch == self.spec.batch:
+            return None
+        return cached_plan(self.spec.model_copy(update={"batch": batch}), self.mode)
 
     def evaluate(self, batch: int) -> Estimate:
+        other = self._replanned(batch)
+        if other is not None:
+            return other.evaluate(batch)
         layers = []
         totals = dict.fromkeys(CATEGORIES, 0)
         for row in self.rows:
@@ -152,7 +166,7 @@ class Plan:
 
     def affine(self) -> tuple[int, int] | None:
         """(fixed, per_sample) with total = fixed + per_sample * batch, when exactly affine."""
-        if self.alignment != 1:
+        if self.alignment != 1 or not self.batch_invariant:
             return None
         fixed = self.resident
         per_sample = 0
@@ -163,6 +177,9 @@ class Plan:
         return fixed, per_sample
 
     def total_bytes(self, batch: int) -> int:
+        other = self._replanned(batch)
+        if other is not None:
+            return other.total_bytes(batch)
         coefficients = self.affine()
         if coefficients is not None:
             return coefficients[0] + coefficients[1] * batch
@@ -181,20 +198,29 @@ def plan(spec: FamilySpec | ModelSpec, mode: Mode = DEFAULT_MODE) -> Plan:
     model = model_for(spec, mode)
     counter = cost_model(mode)
     rows = counter.rows(model, resolve(model))
-    return Plan(mode, tuple(rows), counter.alignment, counter.resident_bytes())
+    return Plan(
+        mode,
+        spec,
+        tuple(rows),
+        counter.alignment,
+        counter.resident_bytes(),
+        counter.batch_invariant,
+    )
 
 
 _PLANS: dict[tuple[str, Mode], Plan] = {}
 
 
 def batch_free(spec: FamilySpec | ModelSpec) -> FamilySpec | ModelSpec:
-    """The spec with its batch set to 1: the cache key of a plan."""
+    """The spec with its batch set to 1."""
     return spec if spec.batch == 1 else spec.model_copy(update={"batch": 1})
 
 
 def cached_plan(spec: FamilySpec | ModelSpec, mode: Mode = DEFAULT_MODE) -> Plan:
-    """A plan shared by every spec that differs only in batch size."""
-    key = (canonical_json(batch_free(spec)), mode)
+    """A plan shared by every spec that differs only in batch size (when the mode allows)."""
+    if cost_model(mode).batch_invariant:
+        spec = batch_free(spec)
+    key = (canonical_json(spec), mode)
     found = _PLANS.get(key)
     if found is None:
         if len(_PLANS) >= 65536:

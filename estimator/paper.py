@@ -42,6 +42,7 @@ class PaperCostModel:
     name = "paper"
     alignment = 1
     decoder_blocks: int | None = EQ2_DECODER_BLOCKS
+    batch_invariant = True
 
     def rows(self, model: ModelSpec, layers: list[ResolvedLayer]) -> list[CostRow]:
         p = bytes_per_value(model)

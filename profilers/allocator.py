@@ -1,0 +1,213 @@
+"""Measure the allocator peak of training steps, in a fresh process.
+
+`measure(spec)` builds the model with `profilers.builders`, runs one warm-up step (which
+traces the step function and creates the optimizer slots), then, for each of `steps`
+steps, resets the allocator statistics and reads
+`tf.config.experimental.get_memory_info(device)["peak"]`. The reported `peak_bytes` is
+the largest of these per-step peaks: everything alive at the worst moment of a step
+(weights, optimizer slots, the input batch and labels, activations kept for the backward
+pass, gradients and temporaries).
+
+A measurement must not share a process with another one (TensorFlow's allocators,
+thread pools and caches persist), so callers use `measure_in_subprocess`, which runs
+`python -m profilers.allocator` with the spec as JSON on stdin and reads one JSON line
+back. A `ResourceExhaustedError` or `MemoryError` in the child, or a child killed by
+SIGKILL (the kernel's OOM killer), comes back as status "oom"; any other failure as
+"failed". The caller never crashes.
+
+Determinism: inter- and intra-op thread pools are pinned to one thread before any op
+runs, oneDNN custom ops are switched off (`TF_ENABLE_ONEDNN_OPTS=0`) so CPU kernels are
+the plain Eigen ones, and the CPU allocator is TF's BFC allocator
+(`TF_CPU_ALLOCATOR_USE_BFC=true`), the allocator GPUs use: 256-byte rounding, chunk reuse,
+and statistics for `get_memory_info` (the default CPU allocator keeps none without oneDNN).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from estimator.spec import FamilySpec, ModelSpec, canonical_json
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULT_PREFIX = "PHYMEM_RESULT "
+CHILD_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "TF_ENABLE_ONEDNN_OPTS": "0",
+    "TF_CPU_ALLOCATOR_USE_BFC": "true",
+    "CUDA_VISIBLE_DEVICES": "",
+    "OMP_NUM_THREADS": "1",
+}
+
+
+@dataclass
+class Measurement:
+    status: str  # "ok", "oom" or "failed"
+    peak_bytes: int | None = None
+    step_time_s: float | None = None
+    tf_version: str | None = None
+    device: str | None = None
+    device_total_bytes: int | None = None
+    resident_bytes: int | None = None  # allocator 'current' after the warm-up step
+    step_peaks: list[int] = field(default_factory=list)
+    error: str | None = None
+    host: str = field(default_factory=platform.node)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Measurement:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def parse_spec(text: str) -> FamilySpec | ModelSpec:
+    data = json.loads(text)
+    if "family" in data:
+        return FamilySpec.model_validate(data)
+    return ModelSpec.model_validate(data)
+
+
+def _pin_threads(tf: Any) -> None:
+    try:
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+    except RuntimeError:  # already initialized: keep going, the numbers are still valid
+        pass
+
+
+def _device_total(device: str) -> int | None:
+    if device.upper().startswith("CPU"):
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError):
+            return None
+    try:
+        from profilers.nvml import device_total_bytes
+
+        return device_total_bytes()
+    except Exception:
+        return None
+
+
+def measure(
+    spec: FamilySpec | ModelSpec, *, steps: int = 3, device: str = "CPU:0", seed: int = 0
+) -> Measurement:
+    """Measure in this process (call it in a fresh one: see `measure_in_subprocess`)."""
+    for key, value in CHILD_ENV.items():
+        os.environ.setdefault(key, value)
+    import tensorflow as tf
+
+    _pin_threads(tf)
+    from profilers.builders import build, make_batch
+
+    result = Measurement(status="failed", tf_version=tf.__version__, device=device)
+    result.device_total_bytes = _device_total(device)
+    try:
+        with tf.device(device):
+            built = build(spec, seed=seed)
+            x_np, y_np = make_batch(spec, seed=seed)
+            x, y = tf.constant(x_np), tf.constant(y_np)
+            del x_np, y_np
+            built.model.train_on_batch(x, y)  # warm-up: tracing, optimizer slots
+            result.resident_bytes = int(tf.config.experimental.get_memory_info(device)["current"])
+            times = []
+            for _ in range(steps):
+                tf.config.experimental.reset_memory_stats(device)
+                start = time.perf_counter()
+                built.model.train_on_batch(x, y)
+                times.append(time.perf_counter() - start)
+                result.step_peaks.append(
+                    int(tf.config.experimental.get_memory_info(device)["peak"])
+                )
+        result.peak_bytes = max(result.step_peaks)
+        result.step_time_s = sorted(times)[len(times) // 2]
+        result.status = "ok"
+    except tf.errors.ResourceExhaustedError as error:
+        result.status, result.error = "oom", str(error).strip()[:2000]
+    except MemoryError as error:
+        result.status, result.error = "oom", f"MemoryError: {error}"[:2000]
+    except Exception as error:
+        result.status, result.error = "failed", f"{type(error).__name__}: {error}"[:2000]
+    return result
+
+
+def measure_in_subprocess(
+    spec: FamilySpec | ModelSpec,
+    *,
+    steps: int = 3,
+    device: str = "CPU:0",
+    memory_limit_bytes: int | None = None,
+    timeout_s: float | None = 1800,
+    seed: int = 0,
+) -> Measurement:
+    """Run `measure` in a fresh Python process; failures come back as a status."""
+    command = [sys.executable, "-m", "profilers.allocator", "--steps", str(steps)]
+    command += ["--device", device, "--seed", str(seed)]
+    if memory_limit_bytes is not None:
+        command += ["--memory-limit-bytes", str(memory_limit_bytes)]
+    env = {**os.environ, **CHILD_ENV}
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
+    )
+    try:
+        done = subprocess.run(
+            command,
+            input=canonical_json(spec),
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO_ROOT,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return Measurement(status="failed", device=device, error=f"timed out after {timeout_s}s")
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            return Measurement.from_dict(json.loads(line[len(RESULT_PREFIX) :]))
+    tail = (done.stderr or "")[-2000:]
+    if done.returncode == -signal.SIGKILL:
+        return Measurement(status="oom", device=device, error=f"killed by SIGKILL\n{tail}")
+    oom_markers = ("MemoryError", "ResourceExhaustedError", "std::bad_alloc", "OOM")
+    if any(marker in tail for marker in oom_markers):
+        return Measurement(status="oom", device=device, error=tail)
+    return Measurement(
+        status="failed", device=device, error=f"exit status {done.returncode}\n{tail}"
+    )
+
+
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Measure one training step's peak (JSON in).")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--device", default="CPU:0")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--memory-limit-bytes", type=int, default=None)
+    parser.add_argument("--spec", default=None, help="spec JSON (default: read stdin)")
+    args = parser.parse_args(argv)
+    spec = parse_spec(args.spec if args.spec is not None else sys.stdin.read())
+    if args.memory_limit_bytes is not None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (args.memory_limit_bytes, args.memory_limit_bytes))
+    try:
+        result = measure(spec, steps=args.steps, device=args.device, seed=args.seed)
+    except MemoryError as error:
+        result = Measurement(status="oom", device=args.device, error=f"MemoryError: {error}")
+    print(RESULT_PREFIX + result.to_json(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

@@ -1,0 +1,90 @@
+"""Keras models built from a spec have the estimator's parameter counts, layer by layer."""
+
+from __future__ import annotations
+
+import pytest
+
+from estimator.spec import FamilySpec, ModelSpec
+
+pytestmark = pytest.mark.tensorflow
+tf = pytest.importorskip("tensorflow")
+
+from profilers.builders import build, layer_params, make_batch  # noqa: E402
+
+SMALL = {"k": 2, "nt": 2, "ht": 16, "hr": 32, "batch": 32}
+
+
+def _generic(precision: str = "fp32", optimizer: str = "momentum") -> ModelSpec:
+    return ModelSpec.model_validate(
+        {
+            "input_kind": "real",
+            "input_size": 6,
+            "batch": 16,
+            "precision": precision,
+            "optimizer": optimizer,
+            "loss": "mse",
+            "layers": [
+                {"type": "dense", "units": 8, "activation": "tanh"},
+                {"type": "layer_norm"},
+                {"type": "dense", "units": 4, "use_bias": False},
+                {"type": "power_norm"},
+                {"type": "complex_channel", "nr": 3},
+                {"type": "gaussian_noise", "stddev": 0.2},
+                {"type": "dense", "units": 5},
+                {"type": "batch_norm"},
+                {"type": "activation", "activation": "relu"},
+                {"type": "dense", "units": 3},
+            ],
+        }
+    )
+
+
+CASES = [
+    *(
+        FamilySpec(family=family, precision=precision, **SMALL)  # type: ignore[arg-type]
+        for family in ("ae", "ae-embedding", "bae", "tanh-bae")
+        for precision in ("fp32", "mixed")
+    ),
+    FamilySpec(family="bae", k=3, nt=2, nr=3, n=2, ht=8, hr=16, batch=8, optimizer="sgd"),
+    FamilySpec(family="ae", k=1, nt=2, ht=8, hr=16, batch=8, optimizer="none", decoder_blocks=1),
+    _generic(),
+    _generic("mixed", "adam"),
+]
+
+
+@pytest.mark.parametrize("spec", CASES, ids=lambda s: s.model_dump_json()[:60])
+def test_parameters_match_estimator_and_a_step_runs(spec: FamilySpec | ModelSpec) -> None:
+    built = build(spec)
+    expected = [(r.trainable_params, r.non_trainable_params) for r in built.resolved]
+    assert layer_params(built) == expected
+    assert built.model.count_params() == sum(r.params for r in built.resolved)
+    x, y = make_batch(spec)
+    assert x.shape[0] == spec.batch
+    loss = built.model.train_on_batch(x, y)
+    assert loss == pytest.approx(float(loss))  # a finite number came back
+    assert loss == loss
+
+
+def test_mixed_policy_is_local_and_head_is_float32() -> None:
+    import keras
+
+    before = keras.mixed_precision.global_policy().name
+    built = build(FamilySpec(family="bae", precision="mixed", **SMALL))  # type: ignore[arg-type]
+    assert keras.mixed_precision.global_policy().name == before
+    assert built.model.outputs[0].dtype == "float32"
+    dense = built.groups[0][0]
+    assert dense.compute_dtype == "float16" and dense.variable_dtype == "float32"
+
+
+def test_families_use_table1_decoder_blocks() -> None:
+    built = build(FamilySpec(family="bae", **SMALL))  # type: ignore[arg-type]
+    assert sum(1 for r in built.resolved if r.type == "batch_norm") == 3
+
+
+def test_make_batch_labels() -> None:
+    x, y = make_batch(FamilySpec(family="ae", **SMALL))  # type: ignore[arg-type]
+    assert (x.sum(axis=1) == 1).all() and (x == y).all()
+    x, y = make_batch(FamilySpec(family="ae-embedding", **SMALL))  # type: ignore[arg-type]
+    assert x.shape == (32, 1) and y.shape == (32,) and (x[:, 0] == y).all()
+    x, y = make_batch(FamilySpec(family="bae", **SMALL))  # type: ignore[arg-type]
+    assert set(x.ravel().tolist()) <= {0.0, 1.0} and (x == y).all()
