@@ -373,12 +373,12 @@ def devices(as_json: JsonOpt = False) -> None:
 
 
 def _register_optional_commands() -> None:
-    """Service, database and worker commands live with the service; attach them if present."""
-    try:
-        from app.cli_service import register
-    except ImportError:
-        return
-    register(app)
+    """Service, database and worker commands live with the service and the worker."""
+    from app.cli_service import register as register_service
+    from app.cli_worker import register as register_worker
+
+    register_service(app)
+    register_worker(app)
 
 
 _register_optional_commands()

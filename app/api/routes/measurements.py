@@ -1,0 +1,72 @@
+"""GET /v1/measurements: measured peaks next to the estimates they pair with."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from app.api.deps import SessionDep
+from app.api.schemas import MAX_ID
+from app.services import jobs
+from estimator.spec import MAX_MESSAGE_BITS, FamilyName
+
+router = APIRouter(prefix="/v1/measurements", tags=["measurements"])
+
+
+class MeasurementOut(BaseModel):
+    id: int
+    job_id: int | None
+    estimate_id: int
+    spec_hash: str
+    kind: str
+    family: str | None
+    k: int | None
+    nt: int | None
+    batch: int | None
+    mode: str
+    engine_version: str
+    status: Literal["ok", "oom", "failed"]
+    device: str
+    estimate_bytes: int
+    measured_bytes: int | None
+    error_pct: float | None
+    step_time_s: float | None
+    nvml_peak_bytes: int | None
+    framework_versions: dict[str, Any]
+    created_at: datetime
+
+
+class MeasurementList(BaseModel):
+    items: list[MeasurementOut]
+    limit: int
+    offset: int
+
+
+@router.get("", response_model=MeasurementList, summary="Estimated-vs-measured pairs")
+def list_measurements(
+    session: SessionDep,
+    family: Annotated[FamilyName | None, Query()] = None,
+    k: Annotated[int | None, Query(ge=1, le=MAX_MESSAGE_BITS)] = None,
+    nt: Annotated[int | None, Query(ge=1, le=MAX_MESSAGE_BITS)] = None,
+    status: Annotated[Literal["ok", "oom", "failed"] | None, Query()] = None,
+    device: Annotated[str | None, Query(max_length=128)] = None,
+    job_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+) -> Any:
+    """Measurements oldest first; `error_pct` = (estimate - measured) / measured x 100."""
+    items = jobs.list_measurements(
+        session,
+        family=family,
+        k=k,
+        nt=nt,
+        status=status,
+        device=device,
+        job_id=job_id,
+        limit=limit,
+        offset=offset,
+    )
+    return {"items": items, "limit": limit, "offset": offset}

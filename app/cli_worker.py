@@ -1,0 +1,363 @@
+"""`phymem worker` (the job dispatcher) and `phymem profile` (estimate vs measurement).
+
+Only typer at module level: Ray, TensorFlow, SQLAlchemy and httpx are imported inside the
+commands. `register(app)` attaches both commands; `spawn_worker()` / `stop_worker()` let
+`phymem serve --with-worker` run one worker beside the API.
+
+No `from __future__ import annotations` here: the commands' option types are imported
+inside `register`, and typer must see them as objects, not as strings to resolve later.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from estimator.spec import FamilySpec, ModelSpec
+
+EXIT_NOT_OK = 1  # the measurement ran out of memory or failed
+TERMINAL = ("succeeded", "failed", "oom", "cancelled")
+
+
+def spawn_worker(args: list[str] | None = None) -> subprocess.Popen[bytes]:
+    """Start `phymem worker` as a child process (same interpreter, same environment)."""
+    command = [sys.executable, "-m", "app.cli_worker", "worker", *(args or [])]
+    return subprocess.Popen(command, start_new_session=True)
+
+
+def stop_worker(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    """SIGTERM the worker (it releases its jobs and stops Ray), SIGKILL its group if stuck."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def start_worker_beside(args: list[str] | None = None) -> subprocess.Popen[bytes]:
+    """`phymem serve --with-worker`: one worker that stops when this process exits.
+
+    The worker also exits by itself if this process dies without running its exit hooks.
+    """
+    import atexit
+
+    process = spawn_worker([*(args or []), "--parent-pid", str(os.getpid())])
+    atexit.register(stop_worker, process)
+    return process
+
+
+def _configure_logging(level: str) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _print_pair(result: dict[str, Any]) -> None:
+    from estimator.units import format_gib
+
+    def gib(value: Any) -> str:
+        return "-" if value is None else f"{format_gib(int(value))} GiB ({int(value)} B)"
+
+    typer.echo(f"device:    {result.get('device')} ({result.get('tf_device') or '-'})")
+    typer.echo(f"estimate:  {gib(result.get('estimate_bytes'))} [{result.get('estimate_mode')}]")
+    typer.echo(f"measured:  {gib(result.get('measured_bytes'))} [{result.get('status')}]")
+    if result.get("error_pct") is not None:
+        typer.echo(f"error:     {result['error_pct']:+.2f}% (estimate vs measured)")
+    if result.get("step_time_s") is not None:
+        typer.echo(f"step time: {result['step_time_s'] * 1000:.1f} ms")
+    if result.get("status") != "ok" and result.get("error"):
+        typer.echo(f"reason:    {str(result['error']).strip().splitlines()[-1][:300]}")
+
+
+def _profile_locally(
+    spec: "FamilySpec | ModelSpec",
+    mode: str | None,
+    steps: int,
+    memory_limit: int | None,
+    timeout_s: float,
+) -> dict[str, Any]:
+    from app.worker import profile
+
+    estimate = profile.estimate_dict(spec, mode)
+    measurement = profile.measure(
+        spec, steps=steps, memory_limit_bytes=memory_limit, timeout_s=timeout_s
+    )
+    return profile.pair(estimate, measurement, device_class="cpu")
+
+
+def _submit(
+    spec: "FamilySpec | ModelSpec",
+    *,
+    url: str,
+    api_key: str | None,
+    device_class: str,
+    mode: str | None,
+    steps: int,
+    memory_limit: int | None,
+    wait: bool,
+    timeout_s: float,
+    as_json: bool,
+) -> dict[str, Any] | None:
+    import httpx
+
+    from app.specio import UsageError
+
+    body: dict[str, Any] = {
+        "kind": "profile",
+        "spec": spec.model_dump(mode="json"),
+        "device_class": device_class,
+        "steps": steps,
+    }
+    if mode is not None:
+        body["mode"] = mode
+    if memory_limit is not None:
+        body["memory_limit_bytes"] = memory_limit
+    headers = {"X-API-Key": api_key} if api_key else {}
+    base = url.rstrip("/")
+    try:
+        with httpx.Client(base_url=base, timeout=30.0) as client:
+            response = client.post("/v1/jobs", json=body, headers=headers)
+            if response.status_code != 202:
+                detail = response.text
+                with contextlib.suppress(ValueError):
+                    detail = response.json().get("detail") or detail
+                raise UsageError(f"{base}/v1/jobs: HTTP {response.status_code}: {detail}")
+            job = response.json()
+            location = response.headers.get("location", f"/v1/jobs/{job['id']}")
+            if not wait:
+                if as_json:
+                    typer.echo(json.dumps({"job_id": job["id"], "url": base + location}))
+                else:
+                    typer.echo(f"submitted job {job['id']}: {base}{location}")
+                return None
+            deadline = time.monotonic() + timeout_s
+            while job["status"] not in TERMINAL:
+                if time.monotonic() > deadline:
+                    raise UsageError(f"job {job['id']} still {job['status']} after {timeout_s}s")
+                time.sleep(1.0)
+                job = client.get(location).raise_for_status().json()
+    except httpx.HTTPError as error:
+        raise UsageError(f"{base}: {type(error).__name__}: {error}") from None
+    result = dict(job.get("result") or {"status": "failed", "error": job.get("error")})
+    result.setdefault("status", "failed")
+    result["job_id"] = job["id"]
+    result["job_status"] = job["status"]
+    return result
+
+
+def register(app: typer.Typer) -> None:
+    from app.cli import (
+        BatchOpt,
+        EmbeddingOpt,
+        FamilyOpt,
+        HrOpt,
+        HtOpt,
+        JsonOpt,
+        KOpt,
+        NOpt,
+        NrOpt,
+        NtOpt,
+        OptimizerOpt,
+        PrecisionOpt,
+        SpecArg,
+    )
+
+    @app.command()
+    def worker(
+        ray_address: Annotated[
+            str | None,
+            typer.Option(help="Ray cluster host:port (PHYMEM_RAY_ADDRESS); default embedded."),
+        ] = None,
+        concurrency: Annotated[
+            int | None, typer.Option(min=1, help="Jobs in flight (PHYMEM_WORKER_CONCURRENCY).")
+        ] = None,
+        lease_seconds: Annotated[
+            float | None, typer.Option(help="Job lease (PHYMEM_WORKER_LEASE_S).")
+        ] = None,
+        poll_seconds: Annotated[
+            float | None, typer.Option(help="Queue poll interval (PHYMEM_WORKER_POLL_S).")
+        ] = None,
+        max_retries: Annotated[
+            int | None,
+            typer.Option(
+                min=0, help="Ray retries of a dead job process (PHYMEM_WORKER_MAX_RETRIES)."
+            ),
+        ] = None,
+        device_class: Annotated[
+            str | None,
+            typer.Option(help="Class of local GPUs for the embedded Ray, e.g. a100-80gb."),
+        ] = None,
+        num_cpus: Annotated[
+            int | None, typer.Option(min=1, help="CPUs of the embedded Ray (default all).")
+        ] = None,
+        max_jobs: Annotated[
+            int | None, typer.Option(min=1, help="Exit after this many jobs finish.")
+        ] = None,
+        idle_exit: Annotated[
+            float | None, typer.Option(help="Exit once the queue has been empty this long (s).")
+        ] = None,
+        parent_pid: Annotated[
+            int | None, typer.Option(help="Exit when this process is gone.", hidden=True)
+        ] = None,
+        log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
+    ) -> None:
+        """Run jobs from the database queue on Ray (embedded, or PHYMEM_RAY_ADDRESS)."""
+        _configure_logging(log_level)
+        from app.core.config import get_settings
+        from app.db.migrate import UnmigratedDatabase
+        from app.worker.dispatcher import Dispatcher, WorkerConfig
+
+        settings = get_settings()
+        config = WorkerConfig(
+            database_url=settings.sqlalchemy_url,
+            ray_address=ray_address or settings.ray_address,
+            lease_s=lease_seconds or settings.worker_lease_s,
+            poll_s=poll_seconds or settings.worker_poll_s,
+            concurrency=concurrency or settings.worker_concurrency,
+            max_retries=settings.worker_max_retries if max_retries is None else max_retries,
+            device_class=device_class or settings.worker_device_class,
+            num_cpus=num_cpus,
+            max_jobs=max_jobs,
+            idle_exit_s=idle_exit,
+            parent_pid=parent_pid,
+        )
+        dispatcher = Dispatcher(config)
+        dispatcher.install_signal_handlers()
+        try:
+            done = dispatcher.run()
+        except UnmigratedDatabase as error:
+            typer.secho(f"phymem worker: {error}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+        typer.echo(f"phymem worker: stopped after {done} job(s)", err=True)
+
+    @app.command()
+    def profile(
+        spec_file: SpecArg = None,
+        family: FamilyOpt = None,
+        k: KOpt = None,
+        nt: NtOpt = None,
+        nr: NrOpt = None,
+        n: NOpt = None,
+        ht: HtOpt = None,
+        hr: HrOpt = None,
+        batch: BatchOpt = None,
+        precision: PrecisionOpt = None,
+        optimizer: OptimizerOpt = None,
+        embedding_size: EmbeddingOpt = None,
+        mode: Annotated[
+            str | None,
+            typer.Option(help="Estimate mode: paper | framework (default framework if present)."),
+        ] = None,
+        steps: Annotated[int, typer.Option(min=1, max=100, help="Measured steps.")] = 3,
+        memory_limit: Annotated[
+            str | None,
+            typer.Option(help="Cap the measuring process's memory, e.g. 2GiB (OOM if exceeded)."),
+        ] = None,
+        timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 1800,
+        submit: Annotated[
+            bool, typer.Option("--submit", help="Queue it on the service instead.")
+        ] = False,
+        url: Annotated[
+            str, typer.Option(envvar="PHYMEM_URL", help="Service URL (with --submit).")
+        ] = "http://127.0.0.1:8000",
+        api_key: Annotated[
+            str | None,
+            typer.Option(envvar="PHYMEM_API_KEY", help="X-API-Key (with --submit)."),
+        ] = None,
+        device_class: Annotated[
+            str, typer.Option(help="Device class to run on (with --submit), e.g. a100-80gb.")
+        ] = "cpu",
+        wait: Annotated[
+            bool, typer.Option("--wait", help="With --submit: wait for the result.")
+        ] = False,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Measure one spec's training peak and compare it with the estimate.
+
+        Locally (default) the measurement runs on this machine's CPU in a fresh process;
+        with --submit the job is queued on the service and run by a worker. Exit 0 when the
+        measurement succeeded, 1 when it ran out of memory or failed, 2 on invalid input.
+        """
+        from app.cli import _run, _spec_flags
+        from app.specio import UsageError, parse_mode
+        from app.specio import build_spec as _build_spec
+
+        outcome: dict[str, Any] = {}
+
+        def body() -> None:
+            from estimator.units import parse_size
+
+            flags = _spec_flags(
+                family=family,
+                k=k,
+                nt=nt,
+                nr=nr,
+                n=n,
+                ht=ht,
+                hr=hr,
+                batch=batch,
+                precision=precision,
+                optimizer=optimizer,
+                embedding_size=embedding_size,
+            )
+            spec = _build_spec(spec_file, flags)
+            chosen = None if mode is None else parse_mode(mode)
+            limit = None
+            if memory_limit is not None:
+                try:
+                    limit = parse_size(memory_limit)
+                except ValueError as error:
+                    raise UsageError(f"--memory-limit: {error}") from None
+            if submit:
+                result = _submit(
+                    spec,
+                    url=url,
+                    api_key=api_key,
+                    device_class=device_class,
+                    mode=chosen,
+                    steps=steps,
+                    memory_limit=limit,
+                    wait=wait,
+                    timeout_s=timeout,
+                    as_json=as_json,
+                )
+            else:
+                result = _profile_locally(spec, chosen, steps, limit, timeout)
+            if result is not None:
+                outcome.update(result)
+
+        _run(body)
+        if not outcome:
+            return
+        if as_json:
+            typer.echo(json.dumps(outcome, indent=2, default=str))
+        else:
+            _print_pair(outcome)
+        raise typer.Exit(0 if outcome.get("status") == "ok" else EXIT_NOT_OK)
+
+
+def main() -> None:
+    """`python -m app.cli_worker worker|profile` (the same commands as `phymem ...`)."""
+    cli = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+    register(cli)
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,453 @@
+"""Jobs as a durable queue in the database, and the measurements they produce.
+
+The `jobs` table is the record of truth: the API inserts `queued` rows, a worker claims
+one with a conditional UPDATE (``... WHERE id = :id AND status = 'queued'``; one winner on
+SQLite, whose writers are serialized by BEGIN IMMEDIATE, and on PostgreSQL, where the
+candidate rows are also locked with FOR UPDATE SKIP LOCKED), holds it under a lease that
+it renews while the job runs, and writes the outcome back only while it still holds the
+lease. A worker that dies leaves its lease to expire; the next worker to start (and every
+worker, periodically) puts such jobs back in the queue, or fails them once they have used
+up `max_attempts` claims.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from app.api.errors import ProblemError
+from app.db.models import Estimate as EstimateRow
+from app.db.models import Job, utcnow
+from app.db.models import Measurement as MeasurementRow
+from app.db.models import Spec as SpecRow
+from app.db.session import begin_write
+from app.services import estimates
+from estimator.spec import FamilySpec, ModelSpec
+
+AnySpec = FamilySpec | ModelSpec
+TERMINAL = frozenset({"succeeded", "failed", "oom", "cancelled"})
+LEASE_EXPIRED = (
+    "the worker running this job stopped renewing its lease (it died or lost the database) "
+    "on each of its attempts"
+)
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: int
+    kind: str
+    device_class: str
+    mode: str
+    spec_json: str
+    params: dict[str, Any]
+    attempts: int
+    max_attempts: int
+
+
+# --- Submitting and reading ---------------------------------------------------------------
+
+
+def submit(
+    session: Session,
+    *,
+    spec: AnySpec,
+    kind: str = "profile",
+    device_class: str = "cpu",
+    mode: str = "framework",
+    steps: int = 3,
+    memory_limit_bytes: int | None = None,
+    timeout_s: float | None = None,
+    max_attempts: int = 3,
+    fault: str | None = None,
+) -> Job:
+    """Store the spec and its estimate, then queue a job; returns the new row."""
+    stored = estimates.get_or_create(session, spec, mode)  # type: ignore[arg-type]
+    spec_id = session.execute(
+        select(SpecRow.id).where(SpecRow.spec_hash == stored.spec_hash)
+    ).scalar_one()
+    params: dict[str, Any] = {"steps": steps, "estimate_id": stored.id}
+    if memory_limit_bytes is not None:
+        params["memory_limit_bytes"] = memory_limit_bytes
+    if timeout_s is not None:
+        params["timeout_s"] = timeout_s
+    if fault is not None:
+        params["fault"] = fault
+    begin_write(session)
+    job = Job(
+        kind=kind,
+        status="queued",
+        spec_id=spec_id,
+        mode=mode,
+        device_class=device_class,
+        params=params,
+        attempts=0,
+        max_attempts=max_attempts,
+        progress=0.0,
+        created_at=utcnow(),
+    )
+    session.add(job)
+    session.commit()
+    return job
+
+
+def get(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None:
+        raise ProblemError(404, f"no job with id {job_id}")
+    return job
+
+
+def view(session: Session, job: Job) -> dict[str, Any]:
+    spec = session.get(SpecRow, job.spec_id)
+    params = dict(job.params or {})
+    params.pop("fault", None)
+    return {
+        "id": job.id,
+        "url": f"/v1/jobs/{job.id}",
+        "kind": job.kind,
+        "status": job.status,
+        "device_class": job.device_class,
+        "mode": job.mode,
+        "spec_hash": spec.spec_hash if spec else None,
+        "spec": json.loads(spec.canonical_json) if spec else None,
+        "params": params,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "progress": job.progress,
+        "result": job.result,
+        "error": job.error,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+    }
+
+
+def search(
+    session: Session, *, status: str | None, kind: str | None, limit: int, offset: int
+) -> list[Job]:
+    query = select(Job)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if kind is not None:
+        query = query.where(Job.kind == kind)
+    return list(session.scalars(query.order_by(Job.id).limit(limit).offset(offset)))
+
+
+def cancel(session: Session, job_id: int) -> Job:
+    """Cancel a queued or running job (a running one is stopped at its next lease renewal)."""
+    begin_write(session)
+    job = get(session, job_id)
+    if job.status not in TERMINAL:
+        job.status = "cancelled"
+        job.finished_at = utcnow()
+        job.lease_owner = None
+        job.lease_expires_at = None
+        job.error = "cancelled by request"
+    session.commit()
+    return job
+
+
+# --- The worker's side --------------------------------------------------------------------
+
+
+def _class_filter(classes: Collection[str]) -> Any:
+    if "cpu" in classes:
+        return (Job.device_class.in_(list(classes))) | (Job.device_class.is_(None))
+    return Job.device_class.in_(list(classes))
+
+
+def claim(
+    session: Session,
+    owner: str,
+    *,
+    lease_s: float,
+    classes: Collection[str],
+    limit: int = 1,
+) -> list[ClaimedJob]:
+    """Atomically lease up to `limit` queued jobs of the given device classes, oldest first."""
+    if limit <= 0 or not classes:
+        return []
+    begin_write(session)
+    candidates = session.scalars(
+        select(Job.id)
+        .where(Job.status == "queued", _class_filter(classes))
+        .order_by(Job.created_at, Job.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    now = utcnow()
+    won: list[int] = []
+    for job_id in candidates:
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "queued")
+            .values(
+                status="running",
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=lease_s),
+                attempts=Job.attempts + 1,
+                started_at=func.coalesce(Job.started_at, now),
+                progress=0.05,
+                error=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            won.append(job_id)
+    claimed = []
+    if won:
+        rows = session.execute(
+            select(Job, SpecRow.canonical_json)
+            .join(SpecRow, Job.spec_id == SpecRow.id)
+            .where(Job.id.in_(won))
+            .order_by(Job.id)
+            .execution_options(populate_existing=True)
+        ).all()
+        claimed = [
+            ClaimedJob(
+                id=job.id,
+                kind=job.kind,
+                device_class=job.device_class or "cpu",
+                mode=job.mode,
+                spec_json=canonical,
+                params=dict(job.params or {}),
+                attempts=job.attempts,
+                max_attempts=job.max_attempts,
+            )
+            for job, canonical in rows
+        ]
+    session.commit()
+    return claimed
+
+
+def renew(session: Session, owner: str, job_ids: Iterable[int], *, lease_s: float) -> set[int]:
+    """Extend the leases this owner holds; returns the ids it no longer holds (lost)."""
+    ids = list(job_ids)
+    if not ids:
+        return set()
+    begin_write(session)
+    session.execute(
+        update(Job)
+        .where(Job.id.in_(ids), Job.lease_owner == owner, Job.status == "running")
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+        .execution_options(synchronize_session=False)
+    )
+    held = set(
+        session.scalars(
+            select(Job.id).where(Job.id.in_(ids), Job.lease_owner == owner, Job.status == "running")
+        )
+    )
+    session.commit()
+    return set(ids) - held
+
+
+def set_progress(session: Session, owner: str, job_id: int, progress: float) -> None:
+    begin_write(session)
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
+        .values(progress=progress)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+
+
+def requeue_stale(session: Session, now: datetime | None = None) -> tuple[int, int]:
+    """Running jobs whose lease expired: back to the queue, or failed when out of attempts.
+
+    Returns (requeued, failed).
+    """
+    now = now or utcnow()
+    begin_write(session)
+    expired = (Job.status == "running") & (Job.lease_expires_at < now)
+    failed = session.execute(
+        update(Job)
+        .where(expired, Job.attempts >= Job.max_attempts)
+        .values(
+            status="failed",
+            finished_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+            error=LEASE_EXPIRED,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    requeued = session.execute(
+        update(Job)
+        .where(expired, Job.attempts < Job.max_attempts)
+        .values(status="queued", lease_owner=None, lease_expires_at=None, progress=0.0)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    session.commit()
+    return int(requeued), int(failed)
+
+
+def release(session: Session, owner: str, job_ids: Iterable[int]) -> int:
+    """Put this owner's running jobs back in the queue (a graceful stop; no attempt spent)."""
+    ids = list(job_ids)
+    if not ids:
+        return 0
+    begin_write(session)
+    count = session.execute(
+        update(Job)
+        .where(Job.id.in_(ids), Job.lease_owner == owner, Job.status == "running")
+        .values(
+            status="queued",
+            lease_owner=None,
+            lease_expires_at=None,
+            progress=0.0,
+            attempts=func.max(Job.attempts - 1, 0)
+            if session.get_bind().dialect.name == "sqlite"
+            else func.greatest(Job.attempts - 1, 0),
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    session.commit()
+    return int(count)
+
+
+def finish(
+    session: Session,
+    owner: str,
+    job: ClaimedJob,
+    *,
+    status: str,
+    result: dict[str, Any] | None,
+    error: str | None = None,
+    measurement: dict[str, Any] | None = None,
+) -> int | None:
+    """Write a job's outcome (and its measurement row) if `owner` still holds its lease.
+
+    Returns the measurement's id (None when there is none or the lease was lost).
+    """
+    begin_write(session)
+    held = session.scalars(
+        select(Job.id).where(Job.id == job.id, Job.lease_owner == owner, Job.status == "running")
+    ).first()
+    if held is None:
+        session.rollback()
+        return None
+    measurement_id: int | None = None
+    if measurement is not None:
+        row = MeasurementRow(
+            estimate_id=measurement["estimate_id"],
+            job_id=job.id,
+            device=measurement["device"][:128],
+            framework_versions=measurement.get("framework_versions") or {},
+            measured_peak_bytes=None
+            if measurement.get("measured_bytes") is None
+            else str(int(measurement["measured_bytes"])),
+            nvml_peak_bytes=measurement.get("nvml_peak_bytes"),
+            step_time_s=measurement.get("step_time_s"),
+            status=measurement["status"],
+            created_at=utcnow(),
+        )
+        session.add(row)
+        session.flush()
+        measurement_id = row.id
+        if result is not None:
+            result = {**result, "measurement_id": measurement_id}
+    session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.lease_owner == owner, Job.status == "running")
+        .values(
+            status=status,
+            result=result,
+            error=error,
+            progress=1.0,
+            finished_at=utcnow(),
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return measurement_id
+
+
+def estimate_for(session: Session, job: ClaimedJob) -> dict[str, Any]:
+    """The stored estimate of the job's spec (computed and stored if missing)."""
+    estimate_id = job.params.get("estimate_id")
+    if estimate_id is not None:
+        row = session.get(EstimateRow, int(estimate_id))
+        if row is not None:
+            return {**row.result, "id": row.id}
+    from profilers.allocator import parse_spec
+
+    stored = estimates.get_or_create(session, parse_spec(job.spec_json), job.mode)  # type: ignore[arg-type]
+    return {**stored.result, "id": stored.id}
+
+
+# --- Measurements (estimated-vs-measured pairs) -------------------------------------------
+
+
+def list_measurements(
+    session: Session,
+    *,
+    family: str | None = None,
+    k: int | None = None,
+    nt: int | None = None,
+    status: str | None = None,
+    device: str | None = None,
+    job_id: int | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    query = (
+        select(MeasurementRow, EstimateRow, SpecRow)
+        .join(EstimateRow, MeasurementRow.estimate_id == EstimateRow.id)
+        .join(SpecRow, EstimateRow.spec_id == SpecRow.id)
+    )
+    if family is not None:
+        query = query.where(SpecRow.family == family)
+    if k is not None:
+        query = query.where(SpecRow.k == k)
+    if nt is not None:
+        query = query.where(SpecRow.nt == nt)
+    if status is not None:
+        query = query.where(MeasurementRow.status == status)
+    if device is not None:
+        query = query.where(MeasurementRow.device == device)
+    if job_id is not None:
+        query = query.where(MeasurementRow.job_id == job_id)
+    query = query.order_by(MeasurementRow.id).limit(limit).offset(offset)
+    items = []
+    for measured, estimate, spec in session.execute(query):
+        estimate_bytes = int(estimate.total_bytes)
+        measured_bytes = (
+            None if measured.measured_peak_bytes is None else int(measured.measured_peak_bytes)
+        )
+        error = None
+        if measured_bytes:
+            error = round((estimate_bytes - measured_bytes) * 100.0 / measured_bytes, 3)
+        items.append(
+            {
+                "id": measured.id,
+                "job_id": measured.job_id,
+                "estimate_id": estimate.id,
+                "spec_hash": spec.spec_hash,
+                "kind": spec.kind,
+                "family": spec.family,
+                "k": spec.k,
+                "nt": spec.nt,
+                "batch": estimate.result.get("batch"),
+                "mode": estimate.mode,
+                "engine_version": estimate.engine_version,
+                "status": measured.status,
+                "device": measured.device,
+                "estimate_bytes": estimate_bytes,
+                "measured_bytes": measured_bytes,
+                "error_pct": error,
+                "step_time_s": measured.step_time_s,
+                "nvml_peak_bytes": measured.nvml_peak_bytes,
+                "framework_versions": measured.framework_versions,
+                "created_at": measured.created_at,
+            }
+        )
+    return items

@@ -1,0 +1,56 @@
+"""The Ray task that runs one job, in a fresh worker process (`max_calls=1`).
+
+The measurement itself runs one level further down, in a `python -m profilers.allocator`
+child: a child killed by the kernel (SIGKILL) or out of memory comes back as status
+"oom" without taking the Ray worker down. If the Ray worker process itself dies, Ray
+retries the task on a fresh one up to `max_retries` times; after that `ray.get` raises
+`WorkerCrashedError` and the dispatcher marks the job failed.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+from typing import Any
+
+import ray
+
+# Faults the dispatcher may inject (only with PHYMEM_WORKER_FAULT_INJECTION=1; for tests):
+# "kill-worker" kills the Ray worker process on every attempt, "raise" raises in the task.
+FAULTS = ("kill-worker", "raise")
+
+
+def run_job(payload: dict[str, Any]) -> dict[str, Any]:
+    """Run one profile job; returns the measurement and where it ran."""
+    from app.worker import profile
+    from profilers.allocator import parse_spec
+
+    context = ray.get_runtime_context()
+    placement = {
+        "node_id": context.get_node_id(),
+        "assigned_resources": context.get_assigned_resources(),
+        "worker_pid": os.getpid(),
+        "worker_host": platform.node(),
+        "ray_version": ray.__version__,
+    }
+    fault = payload.get("fault")
+    if fault == "kill-worker":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif fault == "raise":
+        raise RuntimeError("injected failure (fault 'raise')")
+
+    device = "GPU:0" if ray.get_gpu_ids() else "CPU:0"
+    measurement = profile.measure(
+        parse_spec(payload["spec_json"]),
+        steps=int(payload.get("steps", profile.DEFAULT_STEPS)),
+        device=device,
+        memory_limit_bytes=payload.get("memory_limit_bytes"),
+        timeout_s=payload.get("timeout_s", profile.DEFAULT_TIMEOUT_S),
+    )
+    return {"measurement": measurement, "placement": placement}
+
+
+def remote_function(max_retries: int) -> Any:
+    """`run_job` as a Ray remote function: one job per worker process, bounded retries."""
+    return ray.remote(max_calls=1, max_retries=max_retries, retry_exceptions=False)(run_job)

@@ -1,0 +1,228 @@
+"""End to end: a real API server and a real `phymem worker` (embedded Ray) on a SQLite file.
+
+Jobs go in over HTTP, the worker claims them from the database, runs each as a Ray task in
+a fresh process (the measurement in a fresh child of that), and the estimated-vs-measured
+pair comes back from GET /v1/measurements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from worker_helpers import (
+    OOM_LIMIT_BYTES,
+    OOM_SPEC,
+    TINY_SPEC,
+    Proc,
+    base_env,
+    free_port,
+    http,
+    migrate,
+    phymem,
+    wait_http,
+    wait_job,
+    worker_command,
+)
+
+pytest.importorskip("ray")
+pytest.importorskip("tensorflow")
+
+pytestmark = [pytest.mark.slow, pytest.mark.tensorflow, pytest.mark.timeout(300)]
+API_KEY = "test-key-0123456789"
+
+
+class Service:
+    def __init__(self, base: str, db_url: str, procs: list[Proc]) -> None:
+        self.base = base
+        self.db_url = db_url
+        self.procs = procs
+
+    def submit(self, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+        return http("POST", f"{self.base}/v1/jobs", body, {"X-API-Key": API_KEY})
+
+    def wait(self, job_id: int, timeout_s: float = 150.0) -> Any:
+        return wait_job(self.base, job_id, self.procs, timeout_s)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    root: Path = tmp_path_factory.mktemp("e2e")
+    db_url = f"sqlite:///{root / 'phymem.db'}"
+    migrate(db_url)
+    port = free_port()
+    env = base_env(PHYMEM_DATABASE_URL=db_url, PHYMEM_API_KEY=API_KEY, PHYMEM_DATA_DIR=str(root))
+    procs: list[Proc] = []
+    try:
+        api = Proc("api", phymem("serve", "--port", str(port), "--no-access-log"), env, root)
+        procs.append(api)
+        worker_env = {
+            **env,
+            "PHYMEM_WORKER_FAULT_INJECTION": "1",
+            "PHYMEM_WORKER_POLL_S": "0.3",
+            "PHYMEM_WORKER_MAX_RETRIES": "2",
+        }
+        procs.append(Proc("worker", worker_command("--num-cpus", "2"), worker_env, root))
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/health", api)
+        yield Service(base, db_url, procs)
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
+def test_profile_job_end_to_end(service: Service) -> None:
+    body = {"kind": "profile", "spec": TINY_SPEC, "device_class": "cpu", "steps": 1}
+    status, headers, job = service.submit(body)
+    assert status == 202, job
+    location = headers.get("location") or headers.get("Location")
+    assert location == f"/v1/jobs/{job['id']}"
+    assert job["status"] == "queued"
+
+    done = service.wait(job["id"])
+    assert done["status"] == "succeeded", done
+    assert done["progress"] == 1.0 and done["attempts"] == 1
+    result = done["result"]
+    assert result["status"] == "ok"
+    assert result["device"] == "cpu" and result["tf_device"] == "CPU:0"
+    assert result["measured_bytes"] > 0 and result["estimate_bytes"] > 0
+    assert result["estimate_mode"] in ("framework", "paper")
+    assert result["framework_versions"]["tensorflow"]
+    assert result["assigned_resources"].get("device:cpu") == 1.0
+    assert result["node_id"]
+
+    status, _, listing = http(
+        "GET", f"{service.base}/v1/measurements?family=bae&k=2&nt=2&status=ok"
+    )
+    assert status == 200, listing
+    pairs = [item for item in listing["items"] if item["job_id"] == job["id"]]
+    assert len(pairs) == 1, listing
+    pair = pairs[0]
+    assert pair["id"] == result["measurement_id"]
+    assert pair["measured_bytes"] == result["measured_bytes"]
+    assert pair["estimate_bytes"] == result["estimate_bytes"]
+    assert pair["error_pct"] == pytest.approx(result["error_pct"], abs=1e-3)
+    assert pair["device"] == "cpu" and pair["status"] == "ok"
+    assert pair["framework_versions"]["tensorflow"] == result["framework_versions"]["tensorflow"]
+    assert pair["step_time_s"] is not None and pair["step_time_s"] > 0
+
+    # Filters narrow the list.
+    _, _, other = http("GET", f"{service.base}/v1/measurements?family=bae&k=3")
+    assert all(item["job_id"] != job["id"] for item in other["items"])
+
+
+def test_oom_config_ends_as_oom(service: Service) -> None:
+    body = {
+        "spec": OOM_SPEC,
+        "steps": 1,
+        "memory_limit_bytes": OOM_LIMIT_BYTES,
+    }
+    status, _, job = service.submit(body)
+    assert status == 202, job
+    done = service.wait(job["id"])
+    assert done["status"] == "oom", done
+    assert done["attempts"] == 1
+    assert done["result"]["status"] == "oom"
+    assert done["result"]["measured_bytes"] is None
+
+    _, _, listing = http("GET", f"{service.base}/v1/measurements?status=oom&family=ae&k=6&nt=2")
+    pairs = [item for item in listing["items"] if item["job_id"] == job["id"]]
+    assert len(pairs) == 1, listing
+    assert pairs[0]["measured_bytes"] is None and pairs[0]["error_pct"] is None
+    assert pairs[0]["estimate_bytes"] > 0
+
+
+def test_job_whose_process_always_dies_fails_after_bounded_retries(service: Service) -> None:
+    # A fault the API does not accept: injected straight into the queue, honoured only by a
+    # worker started with PHYMEM_WORKER_FAULT_INJECTION=1.
+    from app.db.session import make_engine, make_sessionmaker
+    from app.services import jobs
+    from estimator.spec import FamilySpec
+
+    engine = make_engine(service.db_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            job = jobs.submit(
+                session, spec=FamilySpec(**TINY_SPEC), steps=1, mode="paper", fault="kill-worker"
+            )
+            job_id = job.id
+    finally:
+        engine.dispose()
+
+    done = service.wait(job_id, timeout_s=90)
+    assert done["status"] == "failed", done
+    assert done["attempts"] == 1  # Ray retried the process; the job was claimed once
+    assert "died on each of 3 tries" in done["error"], done["error"]
+    assert "fault" not in done["params"]
+    _, _, listing = http("GET", f"{service.base}/v1/measurements?job_id={job_id}")
+    assert listing["items"] == []
+    # The worker survived and still serves the queue.
+    assert all(proc.process.poll() is None for proc in service.procs)
+
+
+def test_profile_submit_waits_for_the_workers_result(service: Service) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from worker_helpers import REPO, base_env
+
+    command = [sys.executable, "-m", "app.cli_worker", "profile", "--family", "bae"]
+    command += ["--k", "2", "--nt", "2", "--ht", "16", "--hr", "32", "--batch", "32"]
+    command += ["--steps", "1", "--submit", "--wait", "--json", "--url", service.base]
+    done = subprocess.run(
+        command,
+        cwd=REPO,
+        env=base_env(PHYMEM_API_KEY=API_KEY),
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "ok" and result["job_status"] == "succeeded"
+    assert result["measured_bytes"] > 0 and result["estimate_bytes"] > 0
+    assert result["device"] == "cpu" and "error_pct" in result
+
+    wrong = subprocess.run(
+        [*command[:-2], "--url", service.base, "--api-key", "wrong"],
+        cwd=REPO,
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert wrong.returncode == 2 and "HTTP 401" in wrong.stderr, wrong.stderr
+
+
+def test_serve_with_worker_starts_and_stops_one_worker(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    import signal
+    import time
+
+    root = tmp_path_factory.mktemp("with-worker")
+    db_url = f"sqlite:///{root / 'phymem.db'}"
+    migrate(db_url)
+    port = free_port()
+    env = base_env(PHYMEM_DATABASE_URL=db_url, PHYMEM_DATA_DIR=str(root))
+    serve = Proc("serve", phymem("serve", "--port", str(port), "--with-worker"), env, root)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", serve)
+        deadline = time.monotonic() + 90
+        while "dispatching" not in serve.output():
+            assert time.monotonic() < deadline, serve.output()[-4000:]
+            assert serve.process.poll() is None, serve.output()[-4000:]
+            time.sleep(0.5)
+        serve.process.send_signal(signal.SIGTERM)
+        serve.process.wait(timeout=60)
+        deadline = time.monotonic() + 60
+        while "phymem worker: stopped" not in serve.output():
+            assert time.monotonic() < deadline, serve.output()[-4000:]
+            time.sleep(0.5)
+    finally:
+        serve.stop()
