@@ -1,0 +1,144 @@
+"""RFC 9457 problem details for every error, with the field at fault where there is one."""
+
+from __future__ import annotations
+
+import logging
+import re
+import typing
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.status import HTTP_422_UNPROCESSABLE_CONTENT
+
+from app.api.schemas import UNION_TAGS
+from estimator.spec import FamilySpec, LayerSpec, ModelSpec
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("phymem.api")
+
+_LAYER_TAGS = frozenset(
+    model.model_fields["type"].default for model in typing.get_args(typing.get_args(LayerSpec)[0])
+)
+_SPEC_FIELDS = frozenset(FamilySpec.model_fields) | frozenset(ModelSpec.model_fields)
+_LEADING_FIELD = re.compile(r"^([a-z_]+)(?:\[(\d+)\])?")
+_TITLES = {
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+class ProblemError(Exception):
+    """An error the service reports as problem details."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        errors: Sequence[tuple[str, str]] = (),
+        title: str | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = list(errors)
+        self.title = title or _TITLES.get(status, "Error")
+
+
+def invalid(field: str, message: str) -> ProblemError:
+    """A 422 naming one field."""
+    detail = f"{field}: {message}" if field else message
+    return ProblemError(HTTP_422_UNPROCESSABLE_CONTENT, detail, [(field, message)])
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    detail: str | None,
+    errors: Iterable[tuple[str, str]] | None = None,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title or _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+    }
+    if errors is not None:
+        body["errors"] = [{"field": field, "message": message} for field, message in errors]
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def field_path(loc: Sequence[str | int]) -> tuple[str, bool]:
+    """('body', 'family-spec', 'layers', 0, 'dense', 'units') -> ('layers.0.units', in_body)."""
+    parts: list[str] = []
+    in_body = bool(loc) and loc[0] == "body"
+    previous: str | int | None = None
+    for item in loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc:
+        if isinstance(item, str) and (
+            item in UNION_TAGS or (item in _LAYER_TAGS and isinstance(previous, int))
+        ):
+            previous = item
+            continue
+        parts.append(str(item))
+        previous = item
+    return ".".join(parts), in_body
+
+
+def _model_level_field(message: str) -> str | None:
+    """A validator's message such as 'layers[2] (dense): ...' or 'k*nt = ...' -> its field."""
+    match = _LEADING_FIELD.match(message)
+    if match and match.group(1) in _SPEC_FIELDS:
+        return match.group(1) if match.group(2) is None else f"{match.group(1)}.{match.group(2)}"
+    return None
+
+
+def validation_errors(errors: Sequence[Any]) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    for error in errors:
+        loc = tuple(error.get("loc", ()))
+        message = str(error.get("msg", "invalid"))
+        if message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        field, _ = field_path(loc)
+        if error.get("type") == "value_error":
+            inner = _model_level_field(message)
+            if inner is not None:
+                field = f"{field}.{inner}" if field else inner
+        if error.get("type") == "json_invalid":
+            message = f"invalid JSON: {error.get('ctx', {}).get('error', message)}"
+        rows.append((field, message))
+    return rows
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        rows = validation_errors(exc.errors())
+        detail = "; ".join(f"{f or 'body'}: {m}" for f, m in rows[:5]) or "invalid request"
+        return problem_response(request, HTTP_422_UNPROCESSABLE_CONTENT, detail, rows)
+
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+        return problem_response(request, exc.status, exc.detail, exc.errors or None, exc.title)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else None
+        return problem_response(request, exc.status_code, detail, None, None, exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(request, 500, "internal error; see the server log")

@@ -1,0 +1,59 @@
+"""POST /v1/estimates, GET /v1/estimates/{id}, GET /v1/estimates."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Query
+
+from app.api.deps import MetricsDep, SessionDep
+from app.api.schemas import (
+    ESTIMATE_EXAMPLES,
+    MAX_ID,
+    EstimateList,
+    EstimateOut,
+    EstimateRequest,
+)
+from app.services import estimates
+from estimator.engine import Mode
+from estimator.spec import MAX_MESSAGE_BITS, FamilyName
+
+router = APIRouter(prefix="/v1/estimates", tags=["estimates"])
+
+
+@router.post("", response_model=EstimateOut, summary="Estimate a spec's training memory")
+def create_estimate(
+    request: Annotated[EstimateRequest, Body(openapi_examples=ESTIMATE_EXAMPLES)],
+    session: SessionDep,
+    metrics: MetricsDep,
+) -> Any:
+    """The per-layer table, the breakdown and the exact total of one spec under one mode.
+
+    The spec is stored once (by the SHA-256 of its canonical JSON) and so is its estimate
+    for each mode and engine version: asking again returns the stored one, with its id.
+    """
+    stored = estimates.get_or_create(session, request.spec(), request.mode)
+    metrics.estimates.labels(request.mode, "computed" if stored.computed else "stored").inc()
+    return stored.to_dict()
+
+
+@router.get("/{estimate_id}", response_model=EstimateOut, summary="A stored estimate")
+def read_estimate(estimate_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep) -> Any:
+    return estimates.get(session, estimate_id).to_dict()
+
+
+@router.get("", response_model=EstimateList, summary="Search stored estimates")
+def list_estimates(
+    session: SessionDep,
+    family: Annotated[FamilyName | None, Query()] = None,
+    k: Annotated[int | None, Query(ge=1, le=MAX_MESSAGE_BITS)] = None,
+    nt: Annotated[int | None, Query(ge=1, le=MAX_MESSAGE_BITS)] = None,
+    mode: Annotated[Mode | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+) -> Any:
+    """Stored estimates, oldest first, filtered by family, k, N_T and mode."""
+    items = estimates.search(
+        session, family=family, k=k, nt=nt, mode=mode, limit=limit, offset=offset
+    )
+    return {"items": items, "limit": limit, "offset": offset}

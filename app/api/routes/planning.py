@@ -1,0 +1,80 @@
+"""POST /v1/sweeps, POST /v1/gate, POST /v1/max-batch, GET /v1/devices."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+
+from app.api.deps import SessionDep, SettingsDep
+from app.api.schemas import (
+    DeviceOut,
+    GateOut,
+    GateRequest,
+    MaxBatchOut,
+    MaxBatchRequest,
+    SweepOut,
+    SweepRequest,
+    pure,
+)
+from app.services import planning
+
+router = APIRouter(prefix="/v1", tags=["planning"])
+
+_SWEEP_EXAMPLES = {
+    "table2": {
+        "summary": "Table 2's AE and BAE columns",
+        "value": {"family": ["ae", "bae"], "k": [2, 4, 6], "nt": [2, 4], "batch": [2048]},
+    }
+}
+_GATE_EXAMPLES = {
+    "device": {
+        "summary": "Two specs on an A100 80GB",
+        "value": {
+            "device": "a100-80gb",
+            "specs": [
+                {"name": "ae-k6-nt4", "spec": {"family": "ae", "k": 6, "nt": 4}},
+                {"name": "bae-k8-nt64", "spec": {"family": "bae", "k": 8, "nt": 64}},
+            ],
+        },
+    },
+    "vram": {
+        "summary": "A memory size instead of a device",
+        "value": {"vram": "24GiB", "specs": [{"spec": {"family": "ae", "k": 4, "nt": 2}}]},
+    },
+}
+_MAX_BATCH_EXAMPLES = {
+    "device": {
+        "summary": "BAE k=8, N_T=16 on an H100",
+        "value": {"device": "h100-80gb", "spec": {"family": "bae", "k": 8, "nt": 16}},
+    }
+}
+
+
+@router.post("/sweeps", response_model=SweepOut, summary="Estimate every cell of a grid")
+def create_sweep(
+    grid: Annotated[SweepRequest, Body(openapi_examples=_SWEEP_EXAMPLES)], settings: SettingsDep
+) -> Any:
+    """Totals for every combination of the listed values (limited to max_sweep_cells)."""
+    return planning.run_sweep(grid, settings.max_sweep_cells)
+
+
+@router.post("/gate", response_model=GateOut, summary="Does each spec fit a device?")
+def create_gate(
+    request: Annotated[GateRequest, Body(openapi_examples=_GATE_EXAMPLES)], session: SessionDep
+) -> Any:
+    specs = [(item.name, pure(item.spec)) for item in request.specs]
+    return planning.gate(session, specs, request.device, request.vram, request.mode)
+
+
+@router.post("/max-batch", response_model=MaxBatchOut, summary="The largest batch that fits")
+def create_max_batch(
+    request: Annotated[MaxBatchRequest, Body(openapi_examples=_MAX_BATCH_EXAMPLES)],
+    session: SessionDep,
+) -> Any:
+    return planning.largest_batch(session, request.spec, request.device, request.vram, request.mode)
+
+
+@router.get("/devices", response_model=list[DeviceOut], summary="The GPU catalog")
+def read_devices(session: SessionDep) -> Any:
+    return planning.list_devices(session)

@@ -1,0 +1,298 @@
+"""Request and response bodies of the HTTP API (the specs themselves come from estimator)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+
+from estimator.engine import DEFAULT_MODE, Mode
+from estimator.spec import FamilySpec, LayerSpec, ModelSpec, PositiveInt
+from estimator.sweep import Grid
+
+# Tags of the spec unions below; error locations drop them (see app/api/errors.py).
+FAMILY_TAG = "family-spec"
+MODEL_TAG = "model-spec"
+UNION_TAGS = frozenset({FAMILY_TAG, MODEL_TAG})
+MAX_GATE_SPECS = 1000
+MAX_ID = 2**31 - 1
+# Bounds of the API (not of the estimator): the framework mode's cost grows with the
+# square of the layer count, so that one request stays well under a second.
+MAX_DECODER_BLOCKS = 256
+MAX_LAYERS = 1024
+
+ModeField = Field(
+    default=DEFAULT_MODE,
+    description="'paper': the paper's cost model; 'framework': the framework's allocator.",
+)
+
+
+class ApiFamilySpec(FamilySpec):
+    """One of the paper's MIMO autoencoders (Table 1 and Sections 4-5)."""
+
+    decoder_blocks: PositiveInt | None = Field(
+        default=None,
+        le=MAX_DECODER_BLOCKS,
+        description="Dense+BatchNorm blocks in the decoder; default Table 1's 3 "
+        "(the paper mode follows Eq. (2), which counts 4).",
+    )
+
+
+class ApiModelSpec(ModelSpec):
+    """A generic sequential model: an input and a list of layers."""
+
+    layers: list[LayerSpec] = Field(min_length=1, max_length=MAX_LAYERS)
+
+
+_S = TypeVar("_S", FamilySpec, ModelSpec)
+
+
+def _strip(cls: type[_S], request: BaseModel) -> _S:
+    # Validated by the same validators (and tighter bounds): construct without a second pass.
+    values = {name: getattr(request, name) for name in cls.model_fields}
+    return cls.model_construct(_fields_set=request.model_fields_set & set(values), **values)
+
+
+def pure(spec: FamilySpec | ModelSpec) -> FamilySpec | ModelSpec:
+    """The estimator's own spec class (what canonical_json and spec_hash expect)."""
+    if type(spec) in (FamilySpec, ModelSpec):
+        return spec
+    if isinstance(spec, FamilySpec):
+        return _strip(FamilySpec, spec)
+    return _strip(ModelSpec, spec)
+
+
+def _spec_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return FAMILY_TAG if "family" in value else MODEL_TAG
+    return FAMILY_TAG if isinstance(value, FamilySpec) else MODEL_TAG
+
+
+ApiSpec = Annotated[
+    Annotated[ApiFamilySpec, Tag(FAMILY_TAG)] | Annotated[ApiModelSpec, Tag(MODEL_TAG)],
+    Discriminator(_spec_kind),
+]
+
+
+class FamilyEstimateRequest(ApiFamilySpec):
+    """A family spec (one of the paper's MIMO autoencoders) and the mode to estimate it in."""
+
+    mode: Mode = ModeField
+
+    def spec(self) -> FamilySpec:
+        return _strip(FamilySpec, self)
+
+
+class ModelEstimateRequest(ApiModelSpec):
+    """A generic sequential model spec and the mode to estimate it in."""
+
+    mode: Mode = ModeField
+
+    def spec(self) -> ModelSpec:
+        return _strip(ModelSpec, self)
+
+
+EstimateRequest = Annotated[
+    Annotated[FamilyEstimateRequest, Tag(FAMILY_TAG)]
+    | Annotated[ModelEstimateRequest, Tag(MODEL_TAG)],
+    Discriminator(_spec_kind),
+]
+
+ESTIMATE_EXAMPLES: dict[str, Any] = {
+    "table2": {
+        "summary": "Table 2: AE, k=6, N_T=4, batch 2048 (800.9 GiB)",
+        "value": {"family": "ae", "k": 6, "nt": 4, "batch": 2048, "mode": "paper"},
+    },
+    "bae": {
+        "summary": "BAE, k=8, N_T=64",
+        "value": {"family": "bae", "k": 8, "nt": 64, "mode": "paper"},
+    },
+    "model": {
+        "summary": "A generic sequential model",
+        "value": {
+            "input_kind": "one_hot",
+            "input_size": 16,
+            "layers": [
+                {"type": "dense", "units": 32, "activation": "relu"},
+                {"type": "dense", "units": 16, "activation": "softmax"},
+            ],
+            "loss": "categorical_crossentropy",
+            "batch": 1024,
+            "mode": "paper",
+        },
+    },
+}
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Dotted path of the offending field ('' for the body).")
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class LayerRow(BaseModel):
+    index: int | None
+    name: str
+    type: str
+    part: str | None
+    output_features: int
+    params: int
+    weights: int
+    gradients: int
+    optimizer: int
+    activations: int
+    ephemeral: int
+    total: int
+    note: str
+
+
+class BreakdownOut(BaseModel):
+    weights: int
+    gradients: int
+    optimizer: int
+    activations: int
+    ephemeral: int
+    resident: int
+
+
+class _Totals(BaseModel):
+    total_bytes: int = Field(description="Exact byte count (may exceed 64 bits).")
+    total_bytes_decimal: str = Field(description="The same count as a decimal string.")
+    total_gib: float | str = Field(
+        description="GiB; a string in scientific notation beyond float range."
+    )
+
+
+class EstimateSummary(_Totals):
+    id: int
+    spec_hash: str
+    kind: Literal["family", "model"]
+    family: str | None
+    k: int | None
+    nt: int | None
+    batch: int
+    mode: str
+    engine_version: str
+    created_at: datetime
+
+
+class EstimateOut(_Totals):
+    id: int
+    spec_hash: str = Field(description="SHA-256 of the spec's canonical JSON.")
+    spec: dict[str, Any] = Field(description="The spec with its defaults filled in.")
+    mode: str
+    engine_version: str
+    batch: int
+    breakdown: BreakdownOut
+    layers: list[LayerRow]
+    created_at: datetime
+
+
+class EstimateList(BaseModel):
+    items: list[EstimateSummary]
+    limit: int
+    offset: int
+
+
+class SweepRequest(Grid):
+    """Every combination of the listed values (the other family parameters as given)."""
+
+
+class SweepRowOut(_Totals):
+    family: str
+    k: int
+    nt: int
+    batch: int
+    precision: str
+    optimizer: str
+
+
+class SweepOut(BaseModel):
+    mode: str
+    engine_version: str
+    cells: int
+    rows: list[SweepRowOut]
+
+
+class _Target(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device: str | None = Field(
+        default=None, description="A device name from GET /v1/devices.", examples=["a100-80gb"]
+    )
+    vram: str | None = Field(
+        default=None,
+        description="A memory size instead of a device: '80GiB', '40GB' or a byte count.",
+        examples=["80GiB"],
+    )
+    mode: Mode = ModeField
+
+
+class NamedSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=200, description="Default: specs[i].")
+    spec: ApiSpec
+
+
+class GateRequest(_Target):
+    specs: list[NamedSpec] = Field(min_length=1, max_length=MAX_GATE_SPECS)
+
+
+class VerdictOut(_Totals):
+    name: str
+    fits: bool
+    vram_bytes: int
+    reason: str
+
+
+class GateOut(BaseModel):
+    fits: bool = Field(description="Whether every spec fits.")
+    device: str | None
+    vram_bytes: int
+    mode: str
+    engine_version: str
+    verdicts: list[VerdictOut]
+
+
+class MaxBatchRequest(_Target):
+    spec: ApiSpec = Field(description="The spec; its batch is ignored.")
+
+
+class MaxBatchOut(BaseModel):
+    max_batch: int = Field(description="Largest batch that fits; 0 when not even 1 does.")
+    fits: bool
+    device: str | None
+    vram_bytes: int
+    mode: str
+    engine_version: str
+    total_bytes: int | None = Field(description="The estimate at max_batch.")
+    total_bytes_decimal: str | None
+    total_gib: float | str | None
+
+
+class DeviceOut(BaseModel):
+    name: str
+    label: str
+    memory_bytes: int
+    memory_gib: float
+    note: str
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+    database: Literal["ok"]
+    engine_version: str

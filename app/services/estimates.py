@@ -1,0 +1,211 @@
+"""Estimates as a service: compute with the engine, store each spec once, read them back."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.api.errors import ProblemError, invalid
+from app.db.models import Estimate as EstimateRow
+from app.db.models import Spec as SpecRow
+from app.db.models import utcnow
+from app.db.session import begin_write
+from estimator.engine import ENGINE_VERSION, Estimate, Mode, cached_plan, estimate
+from estimator.spec import FamilySpec, ModelSpec, canonical_json
+from estimator.units import gib_value
+
+AnySpec = FamilySpec | ModelSpec
+
+
+@dataclass(frozen=True)
+class StoredEstimate:
+    id: int
+    spec_hash: str
+    spec: dict[str, Any]
+    result: dict[str, Any]
+    created_at: datetime
+    computed: bool  # False when read back from the database
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "spec_hash": self.spec_hash,
+            "spec": self.spec,
+            "created_at": self.created_at,
+            **self.result,
+        }
+
+
+def totals(total: int) -> dict[str, Any]:
+    """An exact byte count in the API's three forms."""
+    return {
+        "total_bytes": total,
+        "total_bytes_decimal": str(total),
+        "total_gib": gib_value(total),
+    }
+
+
+def mode_unavailable(error: ImportError) -> ProblemError:
+    return invalid(
+        "mode",
+        f"the 'framework' mode is not available on this server ({error}); use mode 'paper'",
+    )
+
+
+def engine_call(mode: Mode, call: Any, *args: Any, field: str = "") -> Any:
+    """Run an engine function, turning what invalid input can raise into a 422 on `field`."""
+    try:
+        return call(*args)
+    except ImportError as error:
+        if mode == "framework":
+            raise mode_unavailable(error) from None
+        raise
+    except (ValueError, ArithmeticError, NotImplementedError) as error:
+        raise invalid(field, str(error) or type(error).__name__) from None
+
+
+def compute(spec: AnySpec, mode: Mode) -> dict[str, Any]:
+    def run() -> dict[str, Any]:
+        result: Estimate = estimate(spec, mode)
+        return result.to_dict()
+
+    result: dict[str, Any] = engine_call(mode, run)
+    return result
+
+
+def _insert(session: Session, table: Any) -> Any:
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise RuntimeError(f"unsupported database dialect {name!r}")
+
+
+def _stored_query(spec_hash: str, mode: str) -> Select[tuple[EstimateRow, SpecRow]]:
+    return (
+        select(EstimateRow, SpecRow)
+        .join(SpecRow, EstimateRow.spec_id == SpecRow.id)
+        .where(
+            SpecRow.spec_hash == spec_hash,
+            EstimateRow.mode == mode,
+            EstimateRow.engine_version == ENGINE_VERSION,
+        )
+    )
+
+
+def _record(row: EstimateRow, spec: SpecRow, computed: bool) -> StoredEstimate:
+    return StoredEstimate(
+        id=row.id,
+        spec_hash=spec.spec_hash,
+        spec=json.loads(spec.canonical_json),
+        result=row.result,
+        created_at=row.created_at,
+        computed=computed,
+    )
+
+
+def get_or_create(session: Session, spec: AnySpec, mode: Mode) -> StoredEstimate:
+    """The stored estimate of (spec, mode, engine version), computing and storing it once."""
+    canonical = canonical_json(spec)
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    found = session.execute(_stored_query(digest, mode)).first()
+    if found is not None:
+        return _record(found[0], found[1], computed=False)
+
+    result = compute(spec, mode)
+    is_family = isinstance(spec, FamilySpec)
+    begin_write(session)
+    session.execute(
+        _insert(session, SpecRow)
+        .values(
+            spec_hash=digest,
+            kind="family" if is_family else "model",
+            family=spec.family if isinstance(spec, FamilySpec) else None,
+            k=spec.k if isinstance(spec, FamilySpec) else None,
+            nt=spec.nt if isinstance(spec, FamilySpec) else None,
+            canonical_json=canonical,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["spec_hash"])
+    )
+    spec_id = session.execute(select(SpecRow.id).where(SpecRow.spec_hash == digest)).scalar_one()
+    session.execute(
+        _insert(session, EstimateRow)
+        .values(
+            spec_id=spec_id,
+            mode=mode,
+            engine_version=ENGINE_VERSION,
+            total_bytes=str(result["total_bytes"]),
+            breakdown=result["breakdown"],
+            result=result,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["spec_id", "mode", "engine_version"])
+    )
+    row, spec_row = session.execute(_stored_query(digest, mode)).one()
+    session.commit()
+    return _record(row, spec_row, computed=True)
+
+
+def get(session: Session, estimate_id: int) -> StoredEstimate:
+    found = session.execute(
+        select(EstimateRow, SpecRow)
+        .join(SpecRow, EstimateRow.spec_id == SpecRow.id)
+        .where(EstimateRow.id == estimate_id)
+    ).first()
+    if found is None:
+        raise ProblemError(404, f"no estimate with id {estimate_id}")
+    return _record(found[0], found[1], computed=False)
+
+
+def search(
+    session: Session,
+    *,
+    family: str | None,
+    k: int | None,
+    nt: int | None,
+    mode: str | None,
+    limit: int,
+    offset: int,
+) -> list[dict[str, Any]]:
+    query = select(EstimateRow, SpecRow).join(SpecRow, EstimateRow.spec_id == SpecRow.id)
+    if family is not None:
+        query = query.where(SpecRow.family == family)
+    if k is not None:
+        query = query.where(SpecRow.k == k)
+    if nt is not None:
+        query = query.where(SpecRow.nt == nt)
+    if mode is not None:
+        query = query.where(EstimateRow.mode == mode)
+    query = query.order_by(EstimateRow.id).limit(limit).offset(offset)
+    items = []
+    for row, spec in session.execute(query):
+        total = int(row.total_bytes)
+        items.append(
+            {
+                "id": row.id,
+                "spec_hash": spec.spec_hash,
+                "kind": spec.kind,
+                "family": spec.family,
+                "k": spec.k,
+                "nt": spec.nt,
+                "batch": row.result["batch"],
+                "mode": row.mode,
+                "engine_version": row.engine_version,
+                "created_at": row.created_at,
+                **totals(total),
+            }
+        )
+    return items
+
+
+def plan_for(spec: AnySpec, mode: Mode) -> Any:
+    return engine_call(mode, cached_plan, spec, mode)

@@ -1,0 +1,140 @@
+"""Sweeps, the CI gate, the largest batch and the device catalog, on top of the engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.api.errors import invalid
+from app.db.models import Device
+from app.services.estimates import AnySpec, engine_call, totals
+from estimator.engine import ENGINE_VERSION, Mode, cached_plan
+from estimator.gate import check
+from estimator.search import max_batch
+from estimator.spec import MAX_MESSAGE_BITS
+from estimator.sweep import Grid, sweep
+from estimator.units import GIB, parse_size
+
+_GRID_LISTS = ("family", "k", "nt", "batch", "precision", "optimizer")
+
+
+def run_sweep(grid: Grid, max_cells: int) -> dict[str, Any]:
+    if grid.size > max_cells:
+        longest = max(_GRID_LISTS, key=lambda name: len(getattr(grid, name)))
+        shape = " x ".join(f"{len(getattr(grid, name))} {name}" for name in _GRID_LISTS)
+        raise invalid(
+            longest,
+            f"the grid has {grid.size} cells ({shape}); at most {max_cells} are allowed: "
+            f"list fewer values (the longest list is '{longest}')",
+        )
+    bits = max(grid.k) * max(grid.nt)
+    if bits > MAX_MESSAGE_BITS:
+        raise invalid(
+            "k",
+            f"max(k) * max(nt) = {bits} bits: message spaces beyond 2^{MAX_MESSAGE_BITS} "
+            "are not supported",
+        )
+    rows = engine_call(grid.mode, lambda: list(sweep(grid)))
+    return {
+        "mode": grid.mode,
+        "engine_version": ENGINE_VERSION,
+        "cells": len(rows),
+        "rows": [
+            {
+                "family": row.family,
+                "k": row.k,
+                "nt": row.nt,
+                "batch": row.batch,
+                "precision": row.precision,
+                "optimizer": row.optimizer,
+                **totals(row.total_bytes),
+            }
+            for row in rows
+        ],
+    }
+
+
+def list_devices(session: Session) -> list[dict[str, Any]]:
+    rows = session.scalars(select(Device).order_by(Device.memory_bytes, Device.name))
+    return [
+        {
+            "name": d.name,
+            "label": d.label,
+            "memory_bytes": d.memory_bytes,
+            "memory_gib": d.memory_bytes / GIB,
+            "note": d.note,
+        }
+        for d in rows
+    ]
+
+
+def resolve_memory(
+    session: Session, device: str | None, vram: str | None
+) -> tuple[str | None, int]:
+    """(device name, bytes) from exactly one of a catalog device name and a size like 80GiB."""
+    if (device is None) == (vram is None):
+        raise invalid("device", "give exactly one of 'device' (a catalog name) and 'vram'")
+    if vram is not None:
+        try:
+            return None, parse_size(vram)
+        except ValueError as error:
+            raise invalid("vram", str(error)) from None
+    assert device is not None
+    found = session.get(Device, device.strip().lower())
+    if found is None:
+        known = ", ".join(session.scalars(select(Device.name).order_by(Device.name)))
+        raise invalid("device", f"unknown device {device!r}; known devices: {known}")
+    return found.name, found.memory_bytes
+
+
+def gate(
+    session: Session,
+    specs: list[tuple[str | None, AnySpec]],
+    device: str | None,
+    vram: str | None,
+    mode: Mode,
+) -> dict[str, Any]:
+    name, vram_bytes = resolve_memory(session, device, vram)
+    verdicts = []
+    for index, (label, spec) in enumerate(specs):
+        verdict = engine_call(
+            mode, check, label or f"specs[{index}]", spec, vram_bytes, mode, field=f"specs.{index}"
+        )
+        verdicts.append(
+            {
+                "name": verdict.name,
+                "fits": verdict.fits,
+                "vram_bytes": verdict.vram_bytes,
+                "reason": verdict.reason,
+                **totals(verdict.total_bytes),
+            }
+        )
+    return {
+        "fits": all(v["fits"] for v in verdicts),
+        "device": name,
+        "vram_bytes": vram_bytes,
+        "mode": mode,
+        "engine_version": ENGINE_VERSION,
+        "verdicts": verdicts,
+    }
+
+
+def largest_batch(
+    session: Session, spec: AnySpec, device: str | None, vram: str | None, mode: Mode
+) -> dict[str, Any]:
+    name, vram_bytes = resolve_memory(session, device, vram)
+    batch: int = engine_call(mode, max_batch, spec, vram_bytes, mode, field="spec")
+    at_max: dict[str, Any] = {"total_bytes": None, "total_bytes_decimal": None, "total_gib": None}
+    if batch > 0:
+        at_max = totals(engine_call(mode, lambda: cached_plan(spec, mode).total_bytes(batch)))
+    return {
+        "max_batch": batch,
+        "fits": batch > 0,
+        "device": name,
+        "vram_bytes": vram_bytes,
+        "mode": mode,
+        "engine_version": ENGINE_VERSION,
+        **at_max,
+    }

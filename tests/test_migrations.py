@@ -1,0 +1,84 @@
+"""Migrations: up, down and up again on both databases; the models match the migrations."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select
+
+from app.db import migrate
+from app.db.models import Base, Device
+from app.db.session import make_engine
+from estimator.devices import DEVICES
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLES = {"specs", "estimates", "devices", "jobs", "measurements"}
+
+
+def _tables(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return set(inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def _diff(url: str) -> list[object]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            return list(compare_metadata(context, Base.metadata))
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_downgrade_upgrade(empty_db_url: str) -> None:
+    assert migrate.current(empty_db_url) == set()
+    migrate.upgrade(empty_db_url)
+    assert migrate.current(empty_db_url) == migrate.head_revisions()
+    assert _tables(empty_db_url) == TABLES
+    migrate.downgrade(empty_db_url, "base")
+    assert migrate.current(empty_db_url) == set()
+    assert _tables(empty_db_url) == set()
+    migrate.upgrade(empty_db_url)
+    assert _tables(empty_db_url) == TABLES
+    assert _diff(empty_db_url) == []
+
+
+def test_models_match_migrations(db_url: str) -> None:
+    assert _diff(db_url) == []
+
+
+def test_devices_seeded_from_the_catalog(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(select(Device.name, Device.label, Device.memory_bytes))
+            seeded = {name: (label, size) for name, label, size in rows}
+    finally:
+        engine.dispose()
+    assert seeded == {d.name: (d.label, d.memory_bytes) for d in DEVICES.values()}, (
+        "estimator/devices.py changed: add a migration that updates the devices table"
+    )
+
+
+def test_alembic_ini_from_the_repository_root(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    env = os.environ | {"PHYMEM_DATABASE_URL": url}
+    for args in (["upgrade", "head"], ["check"], ["downgrade", "base"], ["upgrade", "head"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "alembic", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+    assert _tables(url) == TABLES
