@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -66,7 +66,7 @@ def problem_response(
     detail: str | None,
     errors: Iterable[tuple[str, str]] | None = None,
     title: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": "about:blank",

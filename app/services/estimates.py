@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -89,23 +89,32 @@ def _insert(session: Session, table: Any) -> Any:
     raise RuntimeError(f"unsupported database dialect {name!r}")
 
 
-def _stored_query(spec_hash: str, mode: str) -> Select[tuple[EstimateRow, SpecRow]]:
-    return (
-        select(EstimateRow, SpecRow)
-        .join(SpecRow, EstimateRow.spec_id == SpecRow.id)
-        .where(
-            SpecRow.spec_hash == spec_hash,
-            EstimateRow.mode == mode,
-            EstimateRow.engine_version == ENGINE_VERSION,
-        )
-    )
+# Built once: the hot path of a repeated estimate is one indexed join, no ORM entities.
+_COLUMNS = select(
+    EstimateRow.id,
+    EstimateRow.result,
+    EstimateRow.created_at,
+    SpecRow.spec_hash,
+    SpecRow.canonical_json,
+).join(SpecRow, EstimateRow.spec_id == SpecRow.id)
+_STORED = _COLUMNS.where(
+    SpecRow.spec_hash == bindparam("spec_hash"),
+    EstimateRow.mode == bindparam("mode"),
+    EstimateRow.engine_version == bindparam("engine_version"),
+)
+_BY_ID = _COLUMNS.where(EstimateRow.id == bindparam("estimate_id"))
 
 
-def _record(row: EstimateRow, spec: SpecRow, computed: bool) -> StoredEstimate:
+def _stored(session: Session, spec_hash: str, mode: str) -> Any:
+    params = {"spec_hash": spec_hash, "mode": mode, "engine_version": ENGINE_VERSION}
+    return session.execute(_STORED, params).first()
+
+
+def _record(row: Any, computed: bool) -> StoredEstimate:
     return StoredEstimate(
         id=row.id,
-        spec_hash=spec.spec_hash,
-        spec=json.loads(spec.canonical_json),
+        spec_hash=row.spec_hash,
+        spec=json.loads(row.canonical_json),
         result=row.result,
         created_at=row.created_at,
         computed=computed,
@@ -116,9 +125,9 @@ def get_or_create(session: Session, spec: AnySpec, mode: Mode) -> StoredEstimate
     """The stored estimate of (spec, mode, engine version), computing and storing it once."""
     canonical = canonical_json(spec)
     digest = hashlib.sha256(canonical.encode()).hexdigest()
-    found = session.execute(_stored_query(digest, mode)).first()
+    found = _stored(session, digest, mode)
     if found is not None:
-        return _record(found[0], found[1], computed=False)
+        return _record(found, computed=False)
 
     result = compute(spec, mode)
     is_family = isinstance(spec, FamilySpec)
@@ -150,20 +159,16 @@ def get_or_create(session: Session, spec: AnySpec, mode: Mode) -> StoredEstimate
         )
         .on_conflict_do_nothing(index_elements=["spec_id", "mode", "engine_version"])
     )
-    row, spec_row = session.execute(_stored_query(digest, mode)).one()
+    row = _stored(session, digest, mode)
     session.commit()
-    return _record(row, spec_row, computed=True)
+    return _record(row, computed=True)
 
 
 def get(session: Session, estimate_id: int) -> StoredEstimate:
-    found = session.execute(
-        select(EstimateRow, SpecRow)
-        .join(SpecRow, EstimateRow.spec_id == SpecRow.id)
-        .where(EstimateRow.id == estimate_id)
-    ).first()
+    found = session.execute(_BY_ID, {"estimate_id": estimate_id}).first()
     if found is None:
         raise ProblemError(404, f"no estimate with id {estimate_id}")
-    return _record(found[0], found[1], computed=False)
+    return _record(found, computed=False)
 
 
 def search(
