@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from estimator.costs import CATEGORIES, CostModel, CostRow
@@ -12,7 +14,16 @@ from estimator.paper import PaperCostModel
 from estimator.spec import FamilySpec, ModelSpec, canonical_json
 from estimator.units import gib_value
 
-ENGINE_VERSION = "1"
+def _engine_version() -> str:
+    """A version that changes whenever any estimator source changes, so stored estimates
+    from an older engine are never served as current ones."""
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return f"1+{digest.hexdigest()[:12]}"
+
+
+ENGINE_VERSION = _engine_version()
 Mode = Literal["paper", "framework"]
 MODES: tuple[Mode, ...] = ("paper", "framework")
 DEFAULT_MODE: Mode = "paper"

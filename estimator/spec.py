@@ -30,7 +30,13 @@ Part = Literal["encoder", "channel", "decoder"]
 # still exact, but no longer a question anyone asks of a GPU.
 MAX_MESSAGE_BITS = 8192
 ONE_HOT_FAMILIES = ("ae", "ae-embedding")  # one input/output value per joint message
+# Bounds that keep one estimate well under a second (the framework mode walks every
+# layer pair) and every stored dimension within a 32-bit database column.
+MAX_DECODER_BLOCKS = 256
+MAX_LAYERS = 1024
+MAX_DIMENSION = 2**31 - 1
 PositiveInt = Annotated[int, Field(ge=1)]
+Dimension = Annotated[int, Field(ge=1, le=MAX_DIMENSION)]
 
 
 class _Strict(BaseModel):
@@ -116,7 +122,7 @@ class ModelSpec(_Training):
 
     input_kind: InputKind = Field(description="How a sample enters the network.")
     input_size: PositiveInt = Field(description="Features per sample (1 for an index).")
-    layers: list[LayerSpec] = Field(min_length=1)
+    layers: list[LayerSpec] = Field(min_length=1, max_length=MAX_LAYERS)
     loss: LossName = "mse"
 
     @model_validator(mode="after")
@@ -131,15 +137,18 @@ class FamilySpec(_Training):
     """One of the paper's MIMO autoencoders (Table 1 and Sections 4-5)."""
 
     family: FamilyName
-    k: PositiveInt = Field(description="Bits per antenna (constellation of 2^k points).")
-    nt: PositiveInt = Field(description="Transmit antennas N_T.")
-    nr: PositiveInt | None = Field(default=None, description="Receive antennas; default N_T.")
-    n: PositiveInt = Field(default=1, description="Channel uses N.")
-    ht: PositiveInt = Field(default=256, description="Encoder width H_T.")
-    hr: PositiveInt = Field(default=2048, description="Decoder width H_R.")
-    embedding_size: PositiveInt = Field(default=2, description="E, for ae-embedding.")
+    k: int = Field(
+        ge=1, le=MAX_MESSAGE_BITS, description="Bits per antenna (constellation of 2^k points)."
+    )
+    nt: Dimension = Field(description="Transmit antennas N_T.")
+    nr: Dimension | None = Field(default=None, description="Receive antennas; default N_T.")
+    n: Dimension = Field(default=1, description="Channel uses N.")
+    ht: Dimension = Field(default=256, description="Encoder width H_T.")
+    hr: Dimension = Field(default=2048, description="Decoder width H_R.")
+    embedding_size: Dimension = Field(default=2, description="E, for ae-embedding.")
     decoder_blocks: PositiveInt | None = Field(
         default=None,
+        le=MAX_DECODER_BLOCKS,
         description="Dense+BatchNorm blocks in the decoder; default Table 1's 3 "
         "(the paper mode follows Eq. (2), which counts 4).",
     )

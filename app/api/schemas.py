@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from estimator.engine import DEFAULT_MODE, Mode
-from estimator.spec import FamilySpec, LayerSpec, ModelSpec, PositiveInt
+from estimator.spec import FamilySpec, ModelSpec
 from estimator.sweep import Grid
 
 # Tags of the spec unions below; error locations drop them (see app/api/errors.py).
@@ -17,32 +17,10 @@ MODEL_TAG = "model-spec"
 UNION_TAGS = frozenset({FAMILY_TAG, MODEL_TAG})
 MAX_GATE_SPECS = 1000
 MAX_ID = 2**31 - 1
-# Bounds of the API (not of the estimator): the framework mode's cost grows with the
-# square of the layer count, so that one request stays well under a second.
-MAX_DECODER_BLOCKS = 256
-MAX_LAYERS = 1024
-
 ModeField = Field(
     default=DEFAULT_MODE,
     description="'paper': the paper's cost model; 'framework': the framework's allocator.",
 )
-
-
-class ApiFamilySpec(FamilySpec):
-    """One of the paper's MIMO autoencoders (Table 1 and Sections 4-5)."""
-
-    decoder_blocks: PositiveInt | None = Field(
-        default=None,
-        le=MAX_DECODER_BLOCKS,
-        description="Dense+BatchNorm blocks in the decoder; default Table 1's 3 "
-        "(the paper mode follows Eq. (2), which counts 4).",
-    )
-
-
-class ApiModelSpec(ModelSpec):
-    """A generic sequential model: an input and a list of layers."""
-
-    layers: list[LayerSpec] = Field(min_length=1, max_length=MAX_LAYERS)
 
 
 _S = TypeVar("_S", FamilySpec, ModelSpec)
@@ -70,12 +48,12 @@ def _spec_kind(value: Any) -> str:
 
 
 ApiSpec = Annotated[
-    Annotated[ApiFamilySpec, Tag(FAMILY_TAG)] | Annotated[ApiModelSpec, Tag(MODEL_TAG)],
+    Annotated[FamilySpec, Tag(FAMILY_TAG)] | Annotated[ModelSpec, Tag(MODEL_TAG)],
     Discriminator(_spec_kind),
 ]
 
 
-class FamilyEstimateRequest(ApiFamilySpec):
+class FamilyEstimateRequest(FamilySpec):
     """A family spec (one of the paper's MIMO autoencoders) and the mode to estimate it in."""
 
     mode: Mode = ModeField
@@ -84,7 +62,7 @@ class FamilyEstimateRequest(ApiFamilySpec):
         return _strip(FamilySpec, self)
 
 
-class ModelEstimateRequest(ApiModelSpec):
+class ModelEstimateRequest(ModelSpec):
     """A generic sequential model spec and the mode to estimate it in."""
 
     mode: Mode = ModeField
