@@ -30,6 +30,13 @@ the largest weight gradient), so the rows describe the peak at `model.batch`: la
 after the peak layer carry no activations (freed by then), and only the peak layer
 carries a gradient and ephemeral temporaries. Evaluated at another batch size the rows
 extrapolate that same moment.
+
+Not modelled yet (traced, see benchmarks/accuracy.md; the reason the mode is ~11% low at
+B = 2048): grappler's memory optimizer may rewrite a batch norm's AddN of input gradients
+into an accumulation into a temporary variable (one batch x width tensor at the peak) set
+from a constant zeros tensor that stays resident (another one); when it does depends on
+grappler's static memory estimate. BFC chunk reuse without splitting (up to 2x the
+request) is not simulated either.
 """
 
 from __future__ import annotations
@@ -227,8 +234,7 @@ class FrameworkCostModel:
                     part="decoder",
                     output_features=width,
                     params=0,
-                    allocations=(Allocation("ephemeral", 0, width * FLOAT32),)
-                    * LOSS_TEMPORARIES,
+                    allocations=(Allocation("ephemeral", 0, width * FLOAT32),) * LOSS_TEMPORARIES,
                     note="peak: loss and its gradient",
                 )
             )

@@ -15,15 +15,29 @@ back. A `ResourceExhaustedError` or `MemoryError` in the child, or a child kille
 SIGKILL (the kernel's OOM killer), comes back as status "oom"; any other failure as
 "failed". The caller never crashes.
 
-Determinism: inter- and intra-op thread pools are pinned to one thread before any op
-runs, oneDNN custom ops are switched off (`TF_ENABLE_ONEDNN_OPTS=0`) so CPU kernels are
-the plain Eigen ones, and the CPU allocator is TF's BFC allocator
-(`TF_CPU_ALLOCATOR_USE_BFC=true`), the allocator GPUs use: 256-byte rounding, chunk reuse,
-and statistics for `get_memory_info` (the default CPU allocator keeps none without oneDNN).
+Determinism (repeated fresh-process runs must give the same bytes), chosen by experiment
+on TF 2.21 (see benchmarks/accuracy.md for the spread):
+
+- oneDNN stays on (TF's default kernels) and the CPU allocator is TF's BFC allocator
+  (`TF_CPU_ALLOCATOR_USE_BFC=true`, the allocator GPUs use: 256-byte rounding, chunk
+  reuse). Without it, oneDNN's allocator sends tensors below its large-size threshold to
+  a malloc pool whose bytes `get_memory_info` does not count (a small model reads 0).
+  The same BFC allocator with oneDNN off varied by up to 12% between runs.
+- Inter- and intra-op thread pools are pinned to one thread before any op runs.
+- The step function runs on TF's single-threaded executor
+  (`function_executor_type("SINGLE_THREADED_EXECUTOR")`): the ops of the traced step run
+  one by one in a fixed topological order. With the default executor the calling thread
+  and the pool thread still race, so the order of allocations (and the peak) changed
+  from run to run (165.2M / 177.7M / 199.8M bytes for ae k=4 nt=2 B=256). Graphs the
+  single-threaded executor refuses (reference-typed edges, v1 control flow) fall back to
+  the default executor; `Measurement.executor` says which one ran.
+- `PYTHONHASHSEED=0` and a `gc.collect()` before each measured step, so Python-side
+  ordering and garbage collection of eager tensors do not move between runs.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import platform
@@ -41,11 +55,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULT_PREFIX = "PHYMEM_RESULT "
 CHILD_ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "2",
-    "TF_ENABLE_ONEDNN_OPTS": "0",
-    "TF_CPU_ALLOCATOR_USE_BFC": "true",
     "CUDA_VISIBLE_DEVICES": "",
     "OMP_NUM_THREADS": "1",
+    "PYTHONHASHSEED": "0",
+    "TF_CPU_ALLOCATOR_USE_BFC": "true",
 }
+SINGLE_THREADED_EXECUTOR = "SINGLE_THREADED_EXECUTOR"
 
 
 @dataclass
@@ -58,6 +73,7 @@ class Measurement:
     device_total_bytes: int | None = None
     resident_bytes: int | None = None  # allocator 'current' after the warm-up step
     step_peaks: list[int] = field(default_factory=list)
+    executor: str | None = None  # "single-threaded" or "default" (fallback)
     error: str | None = None
     host: str = field(default_factory=platform.node)
 
@@ -99,6 +115,29 @@ def _device_total(device: str) -> int | None:
         return None
 
 
+def _step_function(tf: Any, model: Any, x: Any, y: Any) -> Any:
+    from tensorflow.python.eager import context
+
+    def step(single_threaded: bool) -> None:
+        if single_threaded:
+            with context.function_executor_type(SINGLE_THREADED_EXECUTOR):
+                model.train_on_batch(x, y)
+        else:
+            model.train_on_batch(x, y)
+
+    return step
+
+
+def _warm_up(tf: Any, step: Any) -> str:
+    """Run the first step; the executor that will run the measured steps."""
+    try:
+        step(True)
+        return "single-threaded"
+    except tf.errors.UnimplementedError:  # graph the single-threaded executor refuses
+        step(False)
+        return "default"
+
+
 def measure(
     spec: FamilySpec | ModelSpec, *, steps: int = 3, device: str = "CPU:0", seed: int = 0
 ) -> Measurement:
@@ -118,13 +157,16 @@ def measure(
             x_np, y_np = make_batch(spec, seed=seed)
             x, y = tf.constant(x_np), tf.constant(y_np)
             del x_np, y_np
-            built.model.train_on_batch(x, y)  # warm-up: tracing, optimizer slots
+            step = _step_function(tf, built.model, x, y)
+            result.executor = _warm_up(tf, step)  # tracing, optimizer slots
+            gc.collect()
             result.resident_bytes = int(tf.config.experimental.get_memory_info(device)["current"])
             times = []
             for _ in range(steps):
+                gc.collect()
                 tf.config.experimental.reset_memory_stats(device)
                 start = time.perf_counter()
-                built.model.train_on_batch(x, y)
+                step(result.executor == "single-threaded")
                 times.append(time.perf_counter() - start)
                 result.step_peaks.append(
                     int(tf.config.experimental.get_memory_info(device)["peak"])
@@ -156,6 +198,7 @@ def measure_in_subprocess(
     if memory_limit_bytes is not None:
         command += ["--memory-limit-bytes", str(memory_limit_bytes)]
     env = {**os.environ, **CHILD_ENV}
+    env.pop("TF_ENABLE_ONEDNN_OPTS", None)  # keep TF's default (oneDNN on)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
     )
