@@ -14,6 +14,7 @@ from estimator.paper import PaperCostModel
 from estimator.spec import FamilySpec, ModelSpec, canonical_json
 from estimator.units import gib_value
 
+
 def _engine_version() -> str:
     """A version that changes whenever any estimator source changes, so stored estimates
     from an older engine are never served as current ones."""

@@ -81,9 +81,7 @@ class FakeNvml:
             self.used += 100
             return SimpleNamespace(total=80 * 2**30, used=self.used, free=0)
 
-    def nvmlDeviceGetComputeRunningProcesses(
-        self, handle: str
-    ) -> list[SimpleNamespace]:
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: str) -> list[SimpleNamespace]:
         return [
             SimpleNamespace(pid=self.pid, usedGpuMemory=self.used // 2),
             SimpleNamespace(pid=self.pid + 1, usedGpuMemory=7),
