@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -171,6 +171,19 @@ def get(session: Session, estimate_id: int) -> StoredEstimate:
     return _record(found, computed=False)
 
 
+def where_spec(
+    query: Select[Any], *, family: str | None, k: int | None, nt: int | None
+) -> Select[Any]:
+    """Narrow a query joined to the specs table by family, k and N_T (None: any)."""
+    if family is not None:
+        query = query.where(SpecRow.family == family)
+    if k is not None:
+        query = query.where(SpecRow.k == k)
+    if nt is not None:
+        query = query.where(SpecRow.nt == nt)
+    return query
+
+
 def search(
     session: Session,
     *,
@@ -182,12 +195,7 @@ def search(
     offset: int,
 ) -> list[dict[str, Any]]:
     query = select(EstimateRow, SpecRow).join(SpecRow, EstimateRow.spec_id == SpecRow.id)
-    if family is not None:
-        query = query.where(SpecRow.family == family)
-    if k is not None:
-        query = query.where(SpecRow.k == k)
-    if nt is not None:
-        query = query.where(SpecRow.nt == nt)
+    query = where_spec(query, family=family, k=k, nt=nt)
     if mode is not None:
         query = query.where(EstimateRow.mode == mode)
     query = query.order_by(EstimateRow.id).limit(limit).offset(offset)

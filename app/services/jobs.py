@@ -404,12 +404,7 @@ def list_measurements(
         .join(EstimateRow, MeasurementRow.estimate_id == EstimateRow.id)
         .join(SpecRow, EstimateRow.spec_id == SpecRow.id)
     )
-    if family is not None:
-        query = query.where(SpecRow.family == family)
-    if k is not None:
-        query = query.where(SpecRow.k == k)
-    if nt is not None:
-        query = query.where(SpecRow.nt == nt)
+    query = estimates.where_spec(query, family=family, k=k, nt=nt)
     if status is not None:
         query = query.where(MeasurementRow.status == status)
     if device is not None:
