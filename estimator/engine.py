@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +40,8 @@ def cost_model(mode: Mode) -> CostModel:
 
 @dataclass(frozen=True)
 class LayerEstimate:
+    """One row of the per-layer table (bytes per category; `total` is their sum)."""
+
     index: int | None
     name: str
     type: str
@@ -51,15 +53,14 @@ class LayerEstimate:
     optimizer: int
     activations: int
     ephemeral: int
+    total: int
     note: str = ""
-
-    @property
-    def total(self) -> int:
-        return self.weights + self.gradients + self.optimizer + self.activations + self.ephemeral
 
 
 @dataclass(frozen=True)
 class Breakdown:
+    """Bytes per category over the whole model, the resident buffer included."""
+
     weights: int
     gradients: int
     optimizer: int
@@ -69,14 +70,7 @@ class Breakdown:
 
     @property
     def total(self) -> int:
-        return (
-            self.weights
-            + self.gradients
-            + self.optimizer
-            + self.activations
-            + self.ephemeral
-            + self.resident
-        )
+        return sum(asdict(self).values())
 
 
 @dataclass(frozen=True)
@@ -99,32 +93,8 @@ class Estimate:
             "total_bytes": self.total_bytes,
             "total_bytes_decimal": str(self.total_bytes),
             "total_gib": gib_value(self.total_bytes),
-            "breakdown": {
-                "weights": self.breakdown.weights,
-                "gradients": self.breakdown.gradients,
-                "optimizer": self.breakdown.optimizer,
-                "activations": self.breakdown.activations,
-                "ephemeral": self.breakdown.ephemeral,
-                "resident": self.breakdown.resident,
-            },
-            "layers": [
-                {
-                    "index": row.index,
-                    "name": row.name,
-                    "type": row.type,
-                    "part": row.part,
-                    "output_features": row.output_features,
-                    "params": row.params,
-                    "weights": row.weights,
-                    "gradients": row.gradients,
-                    "optimizer": row.optimizer,
-                    "activations": row.activations,
-                    "ephemeral": row.ephemeral,
-                    "total": row.total,
-                    "note": row.note,
-                }
-                for row in self.layers
-            ],
+            "breakdown": asdict(self.breakdown),
+            "layers": [asdict(row) for row in self.layers],
         }
 
 
@@ -169,6 +139,7 @@ class Plan:
                     output_features=row.output_features,
                     params=row.params,
                     note=row.note,
+                    total=sum(per_category.values()),
                     **per_category,
                 )
             )

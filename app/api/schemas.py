@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
-from estimator.engine import DEFAULT_MODE, Mode
+from estimator.engine import DEFAULT_MODE, Breakdown, LayerEstimate, Mode
 from estimator.spec import FamilySpec, ModelSpec
 from estimator.sweep import Grid
 
@@ -121,29 +121,9 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = None
 
 
-class LayerRow(BaseModel):
-    index: int | None
-    name: str
-    type: str
-    part: str | None
-    output_features: int
-    params: int
-    weights: int
-    gradients: int
-    optimizer: int
-    activations: int
-    ephemeral: int
-    total: int
-    note: str
-
-
-class BreakdownOut(BaseModel):
-    weights: int
-    gradients: int
-    optimizer: int
-    activations: int
-    ephemeral: int
-    resident: int
+# The engine's own result rows are the response schema (pydantic reads dataclasses).
+LayerRow = LayerEstimate
+BreakdownOut = Breakdown
 
 
 class _Totals(BaseModel):
