@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
+from estimator.calibration import Calibration
 from estimator.engine import DEFAULT_MODE, Breakdown, LayerEstimate, Mode
 from estimator.spec import FamilySpec, ModelSpec
 from estimator.sweep import Grid
@@ -248,6 +249,10 @@ class DeviceOut(BaseModel):
     memory_bytes: int
     memory_gib: float
     note: str
+
+
+# The estimator's calibration is the response schema (pydantic reads dataclasses).
+CalibrationOut = Calibration
 
 
 class HealthOut(BaseModel):

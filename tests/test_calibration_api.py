@@ -1,0 +1,55 @@
+"""GET /v1/devices/{name}/calibration: fitted from stored pairs, on SQLite and PostgreSQL."""
+
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
+from app.db.models import Measurement
+from estimator.calibration import A100_PRIOR_OFFSET_BYTES
+
+
+def _store_pairs(client, db_url, device, gap):
+    """Three estimates over HTTP and a measurement `gap` bytes above each, in the DB."""
+    engine = create_engine(db_url)
+    with Session(engine) as session:
+        for k in (2, 4, 6):
+            body = client.post("/v1/estimates", json={"family": "bae", "k": k, "nt": 2}).json()
+            measured = body["total_bytes"] + gap
+            session.add(
+                Measurement(
+                    estimate_id=body["id"],
+                    device=device,
+                    measured_peak_bytes=str(measured),
+                    status="ok",
+                )
+            )
+        session.add(
+            Measurement(
+                estimate_id=body["id"], device=device, measured_peak_bytes=None, status="oom"
+            )
+        )
+        session.commit()
+    engine.dispose()
+
+
+def test_prior_until_pairs_then_fit(client, db_url):
+    prior = client.get("/v1/devices/a100-80gb/calibration", params={"mode": "paper"})
+    assert prior.status_code == 200
+    assert prior.json() | {} == {
+        "device": "a100-80gb",
+        "mode": "paper",
+        "offset_bytes": A100_PRIOR_OFFSET_BYTES,
+        "scale": 1.0,
+        "pairs": 0,
+        "source": "prior",
+    }
+    _store_pairs(client, db_url, "a100-80gb", gap=123_456_789)
+    fitted = client.get("/v1/devices/a100-80gb/calibration", params={"mode": "paper"}).json()
+    assert (fitted["source"], fitted["pairs"], fitted["offset_bytes"]) == ("fit", 3, 123_456_789)
+    other_mode = client.get("/v1/devices/a100-80gb/calibration", params={"mode": "framework"})
+    assert other_mode.json()["pairs"] == 0  # pairs count only for the mode they estimate
+
+
+def test_unknown_device_is_404_problem(client):
+    response = client.get("/v1/devices/tpu-v9/calibration")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/problem+json")
