@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 from xml.etree import ElementTree
 
+from estimator.calibration import Calibration
 from estimator.engine import DEFAULT_MODE, Mode, cached_plan
 from estimator.spec import FamilySpec, ModelSpec
 from estimator.units import format_gib
@@ -18,6 +19,7 @@ class Verdict:
     total_bytes: int
     vram_bytes: int
     mode: str
+    calibration: str = "none"  # how the device's calibration changed the estimate
 
     @property
     def reason(self) -> str:
@@ -28,10 +30,19 @@ class Verdict:
 
 
 def check(
-    name: str, spec: FamilySpec | ModelSpec, vram_bytes: int, mode: Mode = DEFAULT_MODE
+    name: str,
+    spec: FamilySpec | ModelSpec,
+    vram_bytes: int,
+    mode: Mode = DEFAULT_MODE,
+    calibration: Calibration | None = None,
 ) -> Verdict:
+    """Does the spec fit? With a device's calibration, the calibrated total is judged."""
     total = cached_plan(spec, mode).total_bytes(spec.batch)
-    return Verdict(name, total <= vram_bytes, total, vram_bytes, mode)
+    applied = "none"
+    if calibration is not None and calibration.source != "none":
+        total = calibration.apply(total)
+        applied = f"{calibration.source} ({calibration.pairs} pairs)"
+    return Verdict(name, total <= vram_bytes, total, vram_bytes, mode, applied)
 
 
 def render_text(verdicts: list[Verdict]) -> str:

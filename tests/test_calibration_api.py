@@ -53,3 +53,19 @@ def test_unknown_device_is_404_problem(client):
     response = client.get("/v1/devices/tpu-v9/calibration")
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_gate_on_a_device_judges_the_calibrated_total(client, db_url):
+    body = {
+        "device": "a100-80gb",
+        "mode": "paper",
+        "specs": [{"spec": {"family": "bae", "k": 2, "nt": 2}}],
+    }
+    before = client.post("/v1/gate", json=body).json()["verdicts"][0]
+    assert before["calibration"] == "prior (0 pairs)"
+    _store_pairs(client, db_url, "a100-80gb", gap=10**9)
+    after = client.post("/v1/gate", json=body).json()["verdicts"][0]
+    assert after["calibration"] == "fit (3 pairs)"
+    assert after["total_bytes"] - before["total_bytes"] == 10**9 - A100_PRIOR_OFFSET_BYTES
+    by_size = client.post("/v1/gate", json={**body, "device": None, "vram": "80GiB"}).json()
+    assert by_size["verdicts"][0]["calibration"] == "none"

@@ -216,6 +216,10 @@ class VerdictOut(_Totals):
     fits: bool
     vram_bytes: int
     reason: str
+    calibration: str = Field(
+        description="The device calibration applied to the estimate: 'none', or its source "
+        "('prior' or 'fit') and how many measured pairs back it."
+    )
 
 
 class GateOut(BaseModel):

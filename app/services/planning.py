@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.api.errors import invalid
 from app.db.models import Device
+from app.services.calibration import calibration
 from app.services.estimates import AnySpec, engine_call, totals
 from estimator.engine import ENGINE_VERSION, Mode, cached_plan
 from estimator.gate import check
@@ -97,10 +98,18 @@ def gate(
     mode: Mode,
 ) -> dict[str, Any]:
     name, vram_bytes = resolve_memory(session, device, vram)
+    calibrated = None if name is None else calibration(session, name, mode)
     verdicts = []
     for index, (label, spec) in enumerate(specs):
         verdict = engine_call(
-            mode, check, label or f"specs[{index}]", spec, vram_bytes, mode, field=f"specs.{index}"
+            mode,
+            check,
+            label or f"specs[{index}]",
+            spec,
+            vram_bytes,
+            mode,
+            calibrated,
+            field=f"specs.{index}",
         )
         verdicts.append(
             {
@@ -108,6 +117,7 @@ def gate(
                 "fits": verdict.fits,
                 "vram_bytes": verdict.vram_bytes,
                 "reason": verdict.reason,
+                "calibration": verdict.calibration,
                 **totals(verdict.total_bytes),
             }
         )
