@@ -69,3 +69,17 @@ def test_gate_on_a_device_judges_the_calibrated_total(client, db_url):
     assert after["total_bytes"] - before["total_bytes"] == 10**9 - A100_PRIOR_OFFSET_BYTES
     by_size = client.post("/v1/gate", json={**body, "device": None, "vram": "80GiB"}).json()
     assert by_size["verdicts"][0]["calibration"] == "none"
+
+
+def test_estimate_for_a_device_carries_the_calibrated_total(client, db_url):
+    spec = {"family": "bae", "k": 2, "nt": 2, "mode": "paper"}
+    plain = client.post("/v1/estimates", json=spec).json()
+    assert plain["calibrated"] is None
+    answer = client.post("/v1/estimates", json={**spec, "device": "a100-40gb"}).json()
+    assert answer["id"] == plain["id"]  # the same stored estimate
+    calibrated = answer["calibrated"]
+    assert calibrated["calibration"]["source"] == "prior"
+    assert calibrated["total_bytes"] == plain["total_bytes"] + A100_PRIOR_OFFSET_BYTES
+    unknown = client.post("/v1/estimates", json={**spec, "device": "tpu"})
+    assert unknown.status_code == 422
+    assert unknown.json()["errors"][0]["field"] == "device"

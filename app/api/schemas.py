@@ -18,6 +18,12 @@ MODEL_TAG = "model-spec"
 UNION_TAGS = frozenset({FAMILY_TAG, MODEL_TAG})
 MAX_GATE_SPECS = 1000
 MAX_ID = 2**31 - 1
+DeviceField = Field(
+    default=None,
+    max_length=64,
+    description="A catalog device: the answer then also carries the estimate calibrated "
+    "for it (GET /v1/devices/{name}/calibration).",
+)
 ModeField = Field(
     default=DEFAULT_MODE,
     description="'paper': the paper's cost model; 'framework': the framework's allocator.",
@@ -58,6 +64,7 @@ class FamilyEstimateRequest(FamilySpec):
     """A family spec (one of the paper's MIMO autoencoders) and the mode to estimate it in."""
 
     mode: Mode = ModeField
+    device: str | None = DeviceField
 
     def spec(self) -> FamilySpec:
         return _strip(FamilySpec, self)
@@ -67,6 +74,7 @@ class ModelEstimateRequest(ModelSpec):
     """A generic sequential model spec and the mode to estimate it in."""
 
     mode: Mode = ModeField
+    device: str | None = DeviceField
 
     def spec(self) -> ModelSpec:
         return _strip(ModelSpec, self)
@@ -148,6 +156,10 @@ class EstimateSummary(_Totals):
     created_at: datetime
 
 
+class CalibratedOut(_Totals):
+    calibration: Calibration
+
+
 class EstimateOut(_Totals):
     id: int
     spec_hash: str = Field(description="SHA-256 of the spec's canonical JSON.")
@@ -158,6 +170,9 @@ class EstimateOut(_Totals):
     breakdown: BreakdownOut
     layers: list[LayerRow]
     created_at: datetime
+    calibrated: CalibratedOut | None = Field(
+        default=None, description="The total calibrated for the requested device, if any."
+    )
 
 
 class EstimateList(BaseModel):

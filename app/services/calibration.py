@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.api.errors import ProblemError
+from app.api.errors import ProblemError, invalid
 from app.db.models import Device
 from app.db.models import Estimate as EstimateRow
 from app.db.models import Measurement as MeasurementRow
@@ -28,9 +28,13 @@ def pairs_for(session: Session, device: str, mode: Mode) -> list[Pair]:
     return [Pair(int(estimate), int(measured)) for estimate, measured in session.execute(query)]
 
 
-def calibration(session: Session, device: str, mode: Mode) -> Calibration:
-    """The device's calibration for estimates of `mode` (404 for an unknown device)."""
+def calibration(session: Session, device: str, mode: Mode, field: str | None = None) -> Calibration:
+    """The device's calibration for estimates of `mode`.
+
+    An unknown device is a 404, or a 422 naming `field` when it came in a request body.
+    """
     known = device == "cpu" or session.get(Device, device) is not None
     if not known:
-        raise ProblemError(404, f"unknown device {device!r}; see GET /v1/devices")
+        message = f"unknown device {device!r}; see GET /v1/devices"
+        raise ProblemError(404, message) if field is None else invalid(field, message)
     return fit(device, mode, pairs_for(session, device, mode))

@@ -14,7 +14,7 @@ from app.api.schemas import (
     EstimateOut,
     EstimateRequest,
 )
-from app.services import estimates
+from app.services import calibration, estimates
 from estimator.engine import Mode
 from estimator.spec import MAX_MESSAGE_BITS, FamilyName
 
@@ -31,10 +31,18 @@ def create_estimate(
 
     The spec is stored once (by the SHA-256 of its canonical JSON) and so is its estimate
     for each mode and engine version: asking again returns the stored one, with its id.
+    With `device`, the answer also carries the total calibrated for that device.
     """
     stored = estimates.get_or_create(session, request.spec(), request.mode)
     metrics.estimates.labels(request.mode, "computed" if stored.computed else "stored").inc()
-    return stored.to_dict()
+    answer = stored.to_dict()
+    if request.device is not None:
+        found = calibration.calibration(session, request.device, request.mode, field="device")
+        answer["calibrated"] = {
+            "calibration": found,
+            **estimates.totals(found.apply(answer["total_bytes"])),
+        }
+    return answer
 
 
 @router.get("/{estimate_id}", response_model=EstimateOut, summary="A stored estimate")
