@@ -14,6 +14,7 @@ from app.api.schemas import (
     GateRequest,
     MaxBatchOut,
     MaxBatchRequest,
+    Problem,
     SweepOut,
     SweepRequest,
     pure,
@@ -85,6 +86,7 @@ def read_devices(session: SessionDep) -> Any:
 @router.get(
     "/devices/{name}/calibration",
     response_model=CalibrationOut,
+    responses={404: {"model": Problem, "description": "No such device."}},
     summary="What a device adds to an estimate, fitted from stored measurements",
 )
 def read_calibration(
