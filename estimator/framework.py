@@ -1,46 +1,86 @@
-"""What TensorFlow's allocator holds at the peak of one Keras training step.
+"""What TensorFlow's allocator holds at the peak of a Keras training step.
 
 The paper's method (estimator.paper) counts weights, gradients and in/out tensors; this
-mode follows what TF 2.21 + Keras 3 actually allocate, as traced with
-`TF_CPP_VMODULE=log_memory=2` on the BFC allocator (profilers/allocator.py measures the
-same peak). The mechanisms, all per tensor and rounded up to the BFC allocator's 256 bytes:
+mode replays what TF 2.21 + Keras 3 allocate, in order, through a model of TF's BFC
+allocator, and reports the most that allocator holds during the measured steps, as
+profilers/allocator.py measures it: the process builds the model, runs one warm-up step,
+then MEASURED_STEPS steps, and reports the largest per-step `get_memory_info` peak. The
+allocation sequence was read off BFC allocator traces (TF profiler memory events; replaying
+a traced sequence through the model below reproduces the traced peak to the byte, see
+benchmarks/accuracy.md). Its mechanisms:
 
-Persistent for the whole step
-  - weights: every variable in float32 (master weights even for mixed precision),
-    including batch-norm moving statistics;
-  - optimizer slots: Adam 2 per trainable weight (m, v), momentum 1, SGD / none 0;
-  - the input batch and the labels (float32, or int32 for indices).
+Building the model (eager, in layer order)
+  - a Dense/Embedding kernel is drawn by Keras' uniform initialiser: a uniform sample, its
+    product with the range and the sum with the minimum are three tensors of the kernel's
+    size; the sum becomes the variable, the other two are freed;
+  - a bias and batch-norm's gamma, beta and moving statistics are filled tensors;
+  - the optimizer's slots (Adam: m and v per trainable variable, momentum: m) start as one
+    cached zeros tensor per variable shape, shared by every slot of that shape; a slot's
+    first update copies it (copy-on-write) unless it is the last sharer, which owns the
+    buffer by then, so the warm-up step allocates the slot buffers between its own
+    temporaries; weights and slots stay float32 with mixed precision.
 
-Forward: every layer keeps its output for the backward pass (a Dense input is needed for
-its kernel gradient, ReLU/sigmoid/tanh/softmax gradients read their outputs, batch norm
-reads its input, power normalisation its input). With mixed precision a Dense also keeps
-the float16 cast of its kernel, and batch norm (computed in float32 by Keras) keeps a
-float32 cast of its input plus a float16 cast of its output.
+A training step, in the order of TF's single-threaded executor
+  - tensors that need no activation are computed first: with mixed precision the float16
+    casts of the Dense kernels, with momentum m * momentum for every variable (it becomes
+    the new velocity; the old one is freed at the update);
+  - forward: every layer's output is kept for the backward pass (a Dense needs its input
+    for the kernel gradient, ReLU/sigmoid/tanh/softmax gradients read their output, batch
+    norm its input); batch norm's variance makes a batch x width squared difference
+    (freed at once); the loss makes two prediction-sized temporaries and the prediction's
+    gradient;
+  - backward, last layer first: a Dense allocates its input gradient, then the first
+    tensors of the batch-norm backward below it (the executor's order), then its kernel
+    gradient, frees its input and the incoming gradient and updates the kernel at once
+    (Keras applies each variable's update as soon as its gradient exists): Adam makes
+    three variable-sized temporaries one after another (at most two alive with the
+    gradient), momentum and SGD one; batch norm makes the gradient through the
+    normalisation and the moments' gradients (Tile, Tile_1, sub), then frees its input;
+  - mixed precision: a float16 MatMul on the CPU converts both operands and the result to
+    float32 (three temporaries, freed once the float16 result exists); batch norm runs in
+    float32 between a cast of its input (kept) and a float16 cast of its output; the
+    incoming gradient is cast to float32 and the input gradient back to float16; the
+    float16 kernel gradient is cast to float32 before the update.
 
-Backward runs from the last layer to the first; Keras' optimizer update of a variable is
-scheduled as soon as its gradient exists, so gradients do not pile up: at the backward of
-layer i the allocator holds the persistent tensors, the kept activations of layers 0..i,
-the incoming gradient, the layer's backward temporaries (batch norm: 3 more batch x width
-tensors for the moments' gradient; Dense: the input gradient), the weight gradient of the
-layer and one weight-sized optimizer temporary (Adam's g^2, SGD's lr*g). The loss adds
-its temporaries at the turn from forward to backward.
+Grappler's memory optimizer (tensorflow/core/grappler/optimizers/memory_optimizer.cc,
+SchedulingPass): when the graph's statically estimated peak exceeds 0.8 x the device's
+memory limit (256 MiB for TF's CPU device: ThreadPoolDevice is created with
+Bytes(256 << 20); a GPU's limit is its BFC pool), every AddN with more than two inputs
+whose inputs are alive at that static peak is rewritten into an accumulation into a
+TemporaryVariable initialised from a zeros tensor. The only such AddN here is batch
+norm's input gradient (direct, through the mean, through the variance). Constant folding
+turns the zeros into a constant that stays allocated between steps; the temporary
+variable lives from the batch norm's backward to the end of the step. The rewrite adds
+reference-typed edges, which the single-threaded executor refuses, so profilers.allocator
+runs such graphs on the default executor: the kernel gradient and its update come before
+the input gradient, and the update copies the kernel (its buffer is still read). The
+static estimate (graph_memory.cc) simulates the graph without in-place updates; it is
+approximated by the largest transient moment of the backward pass plus, for every
+trainable variable, its read, its gradient and its optimizer temporaries; the AddN
+rewritten is that of the batch norm whose backward holds the most bytes. On the 25-config
+grid this predicts exactly which measurements fell back to the default executor.
 
-The peak is the largest of these moments. It depends on the batch (activations against
-the largest weight gradient), so the rows describe the peak at `model.batch`: layers
-after the peak layer carry no activations (freed by then), and only the peak layer
-carries a gradient and ephemeral temporaries. Evaluated at another batch size the rows
-extrapolate that same moment.
+The BFC allocator (tensorflow/core/common_runtime/bfc_allocator.cc, simplified): sizes
+round up to 256 bytes; free chunks sit in 21 power-of-two bins and a request takes the
+smallest fitting chunk (lowest address on ties); a chunk is split only when it is at
+least twice the request (or 128 MiB larger), so a request can hold up to twice its size;
+freed chunks merge with free neighbours in the same region; with allow_growth (TF's CPU
+BFC allocator) the first region is 2 MiB and every new region doubles the region size.
+A chunk's slack over its request is reported as ephemeral bytes of the layer holding it.
 
-Not modelled yet (traced, see benchmarks/accuracy.md; the reason the mode is ~11% low at
-B = 2048): grappler's memory optimizer may rewrite a batch norm's AddN of input gradients
-into an accumulation into a temporary variable (one batch x width tensor at the peak) set
-from a constant zeros tensor that stays resident (another one); when it does depends on
-grappler's static memory estimate. BFC chunk reuse without splitting (up to 2x the
-request) is not simulated either.
+Not modelled: the thousands of small tensors of the runtime, the channel and the loss
+(biases, batch-norm parameters and their gradients are modelled), which shift where larger
+tensors land, and the op order, which differs between fresh processes for the same graph;
+both move the measured peak between a few values (benchmarks/accuracy.md lists the
+spread). The model follows one order: it predicts one of those values, not which one a
+process lands on.
+
+The rows are the tensors alive at the simulated peak, per layer.
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -53,32 +93,158 @@ if TYPE_CHECKING:
 BFC_ALIGNMENT = 256
 FLOAT32 = 4
 FLOAT16 = 2
+MIB = 1 << 20
 OPTIMIZER_SLOTS = {"adam": 2, "momentum": 1, "sgd": 0, "none": 0}
-OPTIMIZER_TEMPORARIES = 1  # weight-sized temporaries of one variable's update
-MIXED_OPTIMIZER_TEMPORARIES = 2  # + the loss-scale optimizer's unscaled gradient
-BATCH_NORM_BACKWARD_TEMPORARIES = 3  # moments gradient: Tile, Tile_1, sub
-LOSS_TEMPORARIES = 2  # prediction-sized temporaries of the loss and its gradient
+UPDATE_TEMPORARIES = {"adam": 3, "momentum": 1, "sgd": 1, "none": 1}  # sequential, per variable
+BATCH_NORM_MOMENT_TEMPORARIES = 3  # Tile, Tile_1, sub
+LOSS_TEMPORARIES = 2  # prediction-sized temporaries of the loss
+MEASURED_STEPS = 2  # steps after the warm-up whose largest peak is reported
 RESIDENT_BYTES = 0  # nothing outside the allocator is counted by get_memory_info
-
-
 OUTPUT_NEEDING = ("relu", "sigmoid", "tanh", "softmax")  # gradients that read the output
+NORMALISATIONS = ("batch_norm", "layer_norm")
+
+# TF's BFC allocator (bfc_allocator.cc) with allow_growth, as the CPU BFC allocator runs
+BFC_BINS = 21
+BFC_INITIAL_REGION = 2 * MIB
+BFC_MAX_INTERNAL_FRAGMENTATION = 128 * MIB
+# grappler's SchedulingPass (memory_optimizer.cc)
+CPU_DEVICE_MEMORY_LIMIT = 256 * MIB  # ThreadPoolDevice(..., Bytes(256 << 20), ...)
+GRAPPLER_MEMORY_PRESSURE = 0.8
+
+
+# ---------------------------------------------------------------------------------------
+# The BFC allocator
 
 
 @dataclass
-class _Layer:
-    """Per-layer tensors: fixed sizes in bytes, per-sample sizes in bytes per sample."""
+class _Chunk:
+    addr: int
+    size: int
+    region_end: int
+    free: bool = True
+    prev: _Chunk | None = None
+    next: _Chunk | None = None
+    tensor: int = -1  # the tensor it holds, when in use
 
-    layer: ResolvedLayer
-    variables: list[int] = field(default_factory=list)  # trainable variable sizes (values)
-    frozen: list[int] = field(default_factory=list)  # non-trainable variable sizes
-    kept: list[tuple[int, int]] = field(default_factory=list)  # (fixed, per_sample) bytes
-    needs_output: bool = False  # its own backward reads its output
-    # two moments of its backward: computing gradients / updating its largest variable
-    backward: list[tuple[int, int]] = field(default_factory=list)
-    update: list[tuple[int, int]] = field(default_factory=list)
+
+def _bin(size: int) -> int:
+    return min(max(size // BFC_ALIGNMENT, 1).bit_length() - 1, BFC_BINS - 1)
+
+
+class _Bfc:
+    """Best-fit with coalescing, TF's BFCAllocator without its statistics and limits."""
+
+    def __init__(self) -> None:
+        self.region_bytes = BFC_INITIAL_REGION
+        self.next_region = 0
+        self.bins: list[list[tuple[int, int]]] = [[] for _ in range(BFC_BINS)]
+        self.free_chunks: dict[int, _Chunk] = {}
+        self.in_use = 0
+
+    def _add_free(self, chunk: _Chunk) -> None:
+        chunk.free = True
+        self.free_chunks[chunk.addr] = chunk
+        bisect.insort(self.bins[_bin(chunk.size)], (chunk.size, chunk.addr))
+
+    def _take_free(self, chunk: _Chunk) -> None:
+        entries = self.bins[_bin(chunk.size)]
+        del entries[bisect.bisect_left(entries, (chunk.size, chunk.addr))]
+        del self.free_chunks[chunk.addr]
+        chunk.free = False
+
+    def _find(self, rounded: int) -> _Chunk | None:
+        for entries in self.bins[_bin(rounded) :]:
+            i = bisect.bisect_left(entries, (rounded, -1))
+            if i == len(entries):
+                continue
+            chunk = self.free_chunks[entries[i][1]]
+            self._take_free(chunk)
+            slack = chunk.size - rounded
+            if chunk.size >= 2 * rounded or slack >= BFC_MAX_INTERNAL_FRAGMENTATION:
+                rest = _Chunk(
+                    chunk.addr + rounded, slack, chunk.region_end, True, chunk, chunk.next
+                )
+                if chunk.next is not None:
+                    chunk.next.prev = rest
+                chunk.next, chunk.size = rest, rounded
+                self._add_free(rest)
+            return chunk
+        return None
+
+    def _extend(self, rounded: int) -> None:
+        grown = False
+        while rounded > self.region_bytes:
+            self.region_bytes *= 2
+            grown = True
+        start = self.next_region
+        self.next_region += 2 * self.region_bytes  # regions are never adjacent
+        self._add_free(_Chunk(start, self.region_bytes, start + self.region_bytes))
+        if not grown:
+            self.region_bytes *= 2
+
+    def allocate(self, size: int) -> _Chunk:
+        rounded = align_up(max(size, 1), BFC_ALIGNMENT)
+        chunk = self._find(rounded)
+        if chunk is None:
+            self._extend(rounded)
+            chunk = self._find(rounded)
+            assert chunk is not None
+        self.in_use += chunk.size
+        return chunk
+
+    def release(self, chunk: _Chunk) -> None:
+        self.in_use -= chunk.size
+        chunk.tensor = -1
+        after = chunk.next
+        if after is not None and after.free:
+            self._take_free(after)
+            chunk.size += after.size
+            chunk.next = after.next
+            if after.next is not None:
+                after.next.prev = chunk
+        before = chunk.prev
+        if before is not None and before.free:
+            self._take_free(before)
+            before.size += chunk.size
+            before.next = chunk.next
+            if chunk.next is not None:
+                chunk.next.prev = before
+            chunk = before
+        self._add_free(chunk)
+
+
+# ---------------------------------------------------------------------------------------
+# The allocation sequence
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    size: int  # requested bytes
+    layer: int  # index into the rows (0: input, i + 1: layer i)
+    category: Category
+    per_sample: bool  # the size is batch x something
+
+
+@dataclass
+class _Trace:
+    """Tensors and the order in which they are allocated and freed."""
+
+    tensors: list[_Tensor] = field(default_factory=list)
+    events: list[int] = field(default_factory=list)  # t: allocate tensor t, ~t: free it
+    measured_from: int = 0  # index of the first event of the measured step
+
+    def alloc(self, size: int, row: int, category: Category, per_sample: bool = False) -> int:
+        self.tensors.append(_Tensor(size, row, category, per_sample))
+        self.events.append(len(self.tensors) - 1)
+        return len(self.tensors) - 1
+
+    def free(self, tensor: int | None) -> None:
+        if tensor is not None:
+            self.events.append(~tensor)
 
 
 def _variables(layer: ResolvedLayer) -> tuple[list[int], list[int]]:
+    """Trainable and non-trainable variable sizes (values), in creation order."""
     spec = layer.spec
     if spec.type == "dense":
         sizes = [layer.in_features * spec.units]
@@ -92,83 +258,516 @@ def _variables(layer: ResolvedLayer) -> tuple[list[int], list[int]]:
     return [], []
 
 
-def _analyse(model: ModelSpec, layers: list[ResolvedLayer]) -> list[_Layer]:
-    mixed = model.precision == "mixed"
-    compute = FLOAT16 if mixed else FLOAT32
-    # a float16 weight gradient is cast to float32 and unscaled: both alive in mixed
-    gradient_bytes = FLOAT32 + FLOAT16 if mixed else FLOAT32
-    temporaries = MIXED_OPTIMIZER_TEMPORARIES if mixed else OPTIMIZER_TEMPORARIES
-    last = len(layers) - 1
-    out: list[_Layer] = []
-    for layer in layers:
-        trainable, frozen = _variables(layer)
-        info = _Layer(layer, trainable, frozen)
-        width_in, width_out = layer.in_features, layer.out_features
-        final = layer.index == last
-        dtype_out = FLOAT32 if final else compute  # mixed: final activation in float32
-        kind = layer.spec.type
-        activation = getattr(layer.spec, "activation", "linear")
-        info.needs_output = activation in OUTPUT_NEEDING
-        info.kept.append((0, width_out * dtype_out))
-        if mixed and kind == "dense":
-            info.kept.append((trainable[0] * FLOAT16, 0))  # float16 copy of the kernel
-        if mixed and kind in ("batch_norm", "layer_norm"):
-            info.kept.append((0, width_in * FLOAT32))  # computed in float32
-        incoming = (0, width_out * dtype_out)
-        input_gradient = (0, width_in * compute)
-        info.backward.append(incoming)
-        if kind == "batch_norm":
-            info.backward.append((0, BATCH_NORM_BACKWARD_TEMPORARIES * width_out * FLOAT32))
-        for size in trainable:
-            info.backward.append((size * gradient_bytes, 0))  # weight gradients
-        if trainable:
-            largest = max(trainable)
-            if layer.index > 0:
-                info.update.append(input_gradient)
-            info.update.append((largest * gradient_bytes, 0))
-            info.update.append((temporaries * largest * FLOAT32, 0))
-        out.append(info)
-    return out
+@dataclass
+class _Plan:
+    model: ModelSpec
+    layers: list[ResolvedLayer]
+    rewritten: int | None  # batch norm whose input-gradient AddN grappler rewrites
+
+    @property
+    def mixed(self) -> bool:
+        return self.model.precision == "mixed"
+
+    @property
+    def compute(self) -> int:
+        return FLOAT16 if self.mixed else FLOAT32
+
+    def out_bytes(self, i: int) -> int:
+        final = i == len(self.layers) - 1
+        dtype = FLOAT32 if final else self.compute  # mixed: final activation in float32
+        return self.model.batch * self.layers[i].out_features * dtype
+
+    def needs_output(self, i: int) -> bool:
+        return getattr(self.layers[i].spec, "activation", "linear") in OUTPUT_NEEDING
 
 
-def _size(parts: list[tuple[int, int]], batch: int) -> int:
-    return sum(align_up(f + s * batch, BFC_ALIGNMENT) for f, s in parts if f + s * batch)
+class _Generator:
+    """Emits the process's allocations: build, optimizer slots, warm-up and measured step."""
+
+    def __init__(self, plan: _Plan) -> None:
+        self.p = plan
+        self.t = _Trace()
+        self.slots: dict[tuple[int, int, int], int] = {}  # (layer, variable, slot) -> tensor
+        self.velocities: dict[tuple[int, int], int] = {}  # momentum: m * momentum, early
+        self.zeros: dict[int, list[int]] = {}  # size -> [cached zeros tensor, sharers]
+        self.weights: list[list[tuple[int, int]]] = []  # per layer: (size, tensor)
+
+    def run(self) -> _Trace:
+        t, p = self.t, self.p
+        t.alloc(BFC_ALIGNMENT, 0, "ephemeral")  # the runtime's first small tensors
+        for i, layer in enumerate(p.layers):
+            trainable, frozen = _variables(layer)
+            row = []
+            for n, size in enumerate(trainable + frozen):
+                nbytes = size * FLOAT32
+                if n == 0 and layer.type in ("dense", "embedding"):
+                    sample, scaled = t.alloc(nbytes, i + 1, "ephemeral"), 0
+                    scaled = t.alloc(nbytes, i + 1, "ephemeral")
+                    variable = t.alloc(nbytes, i + 1, "weights")
+                    t.free(scaled)
+                    t.free(sample)
+                else:
+                    variable = t.alloc(nbytes, i + 1, "weights")
+                if n < len(trainable):
+                    row.append((nbytes, variable))
+            self.weights.append(row)
+        batch = p.model.batch
+        t.alloc(batch * p.model.input_size * FLOAT32, 0, "ephemeral", True)  # x
+        labels = 1 if p.model.loss == "sparse_categorical_crossentropy" else None
+        width = labels or p.layers[-1].out_features
+        t.alloc(batch * width * FLOAT32, 0, "ephemeral", True)  # y
+        slots = OPTIMIZER_SLOTS[p.model.optimizer]
+        for i, row in enumerate(self.weights):
+            for n, (size, _) in enumerate(row):
+                for s in range(slots):
+                    if size not in self.zeros:
+                        self.zeros[size] = [t.alloc(size, i + 1, "optimizer"), 0]
+                    self.zeros[size][1] += 1
+                    self.slots[(i, n, s)] = -1  # still the shared zeros
+        if p.rewritten is not None:  # the folded zeros constant of the rewritten AddN
+            width_bytes = batch * p.layers[p.rewritten].out_features * FLOAT32
+            t.alloc(width_bytes, p.rewritten + 1, "ephemeral", True)
+        self.step(warm_up=True)
+        t.measured_from = len(t.events)
+        for _ in range(MEASURED_STEPS):
+            self.step(warm_up=False)
+        return t
+
+    def update(
+        self, i: int, n: int, gradient: int, warm_up: bool, copy_variable: bool = False
+    ) -> int | None:
+        """Gradient (already allocated) -> float32 gradient -> optimizer update.
+
+        `copy_variable`: the variable's buffer is still read (the default executor computes
+        the input gradient after the update), so the update copies it; the old buffer is
+        returned, to be freed once the input gradient exists.
+        """
+        t, p = self.t, self.p
+        size, variable = self.weights[i][n]
+        row = i + 1
+        slots = OPTIMIZER_SLOTS[p.model.optimizer]
+        old = None
+        if p.model.optimizer == "momentum":
+            # m * momentum was computed at the start of the step (it needs no gradient);
+            # lr * g is subtracted in place and the result becomes the slot's buffer
+            t.free(t.alloc(size, row, "ephemeral"))  # lr * g
+            self.release_slot(i, n, size, 0)
+            self.slots[(i, n, 0)] = self.velocities.pop((i, n))
+            if copy_variable:
+                old, self.weights[i][n] = variable, (size, t.alloc(size, row, "weights"))
+            t.free(gradient)
+            return old
+        first = t.alloc(size, row, "ephemeral")  # Adam: g - m (g^2); SGD: lr * g
+        if warm_up and slots:
+            self.copy_slot(i, n, size, 0)
+        if UPDATE_TEMPORARIES[p.model.optimizer] == 1:
+            if copy_variable:
+                old, self.weights[i][n] = variable, (size, t.alloc(size, row, "weights"))
+            t.free(first)
+            t.free(gradient)
+            return old
+        t.free(first)
+        second = t.alloc(size, row, "ephemeral")  # g^2 - v (sqrt(v))
+        if warm_up and slots > 1:
+            self.copy_slot(i, n, size, 1)
+        t.free(gradient)
+        third = t.alloc(size, row, "ephemeral")  # sqrt(v) (the step)
+        if copy_variable:
+            t.free(second)
+            old, self.weights[i][n] = variable, (size, t.alloc(size, row, "weights"))
+            t.free(third)
+        else:
+            t.free(third)
+            t.free(second)
+        return old
+
+    def copy_slot(self, i: int, n: int, size: int, slot: int) -> None:
+        """The first update of a slot copies the zeros it shares (copy-on-write).
+
+        The last sharer owns the buffer alone by then and updates it in place.
+        """
+        if self.slots[(i, n, slot)] != -1:
+            return
+        entry = self.zeros[size]
+        entry[1] -= 1
+        if entry[1] > 0:
+            self.slots[(i, n, slot)] = self.t.alloc(size, i + 1, "optimizer")
+        else:
+            self.slots[(i, n, slot)] = entry[0]
+
+    def release_slot(self, i: int, n: int, size: int, slot: int) -> None:
+        """A slot's buffer is replaced: free it, or drop its share of the zeros."""
+        current = self.slots[(i, n, slot)]
+        if current != -1:
+            self.t.free(current)
+            return
+        entry = self.zeros[size]
+        entry[1] -= 1
+        if entry[1] == 0:
+            self.t.free(entry[0])
+
+    def step(self, warm_up: bool) -> None:
+        if self.p.mixed:
+            self.step_mixed(warm_up)
+            return
+        t, p = self.t, self.p
+        batch, layers = p.model.batch, p.layers
+        last = len(layers) - 1
+        self.start_momentum()
+        outputs: list[int | None] = []
+        kernels16: list[int | None] = []
+        casts: list[int | None] = []
+        for i, layer in enumerate(layers):
+            row = i + 1
+            kernels16.append(None)
+            casts.append(None)
+            if layer.type in NORMALISATIONS:
+                if p.mixed:
+                    casts[i] = t.alloc(
+                        batch * layer.in_features * FLOAT32, row, "activations", True
+                    )
+                square = t.alloc(batch * layer.in_features * FLOAT32, row, "ephemeral", True)
+                t.free(square)
+            elif layer.type == "dense" and p.mixed:
+                size = self.weights[i][0][0] // FLOAT32 * FLOAT16
+                kernels16[i] = t.alloc(size, row, "activations")
+            outputs.append(t.alloc(p.out_bytes(i), row, "activations", True))
+        # the loss: temporaries, then the gradient of the prediction
+        prediction = batch * layers[-1].out_features * FLOAT32
+        for _ in range(LOSS_TEMPORARIES):
+            t.free(t.alloc(prediction, last + 1, "ephemeral", True))
+        gradient: int | None = t.alloc(prediction, last + 1, "ephemeral", True)
+        early: dict[int, list[int]] = {}  # normalisation backward tensors allocated early
+        tmp_var: int | None = None
+        # the single-threaded executor refuses the reference-typed edges of grappler's
+        # rewrite; profilers.allocator then runs the default executor, whose order differs
+        default_order = p.rewritten is not None
+        for i in range(last, -1, -1):
+            layer, row = layers[i], i + 1
+            width_in = batch * layer.in_features
+            if self.p.needs_output(i) or i == last:
+                t.free(outputs[i])  # read by its own gradient (in place into the gradient)
+                outputs[i] = None
+            below = i - 1 if i > 0 else None
+            if layer.type in ("dense", "embedding") and default_order:
+                olds = []
+                for n, (size, _) in enumerate(list(self.weights[i])):
+                    grad_bytes = size // FLOAT32 * (p.compute if n == 0 else FLOAT32)
+                    weight_gradient = t.alloc(grad_bytes, row, "gradients")
+                    if n == 0 and below is not None and not p.needs_output(below):
+                        t.free(outputs[below])
+                        outputs[below] = None
+                    olds.append(self.update(i, n, weight_gradient, warm_up, n == 0 and i > 0))
+                dx = t.alloc(width_in * p.compute, row, "gradients", True) if i > 0 else None
+                for old in olds:
+                    t.free(old)
+                t.free(kernels16[i])
+                if gradient != tmp_var:
+                    t.free(gradient)
+                gradient = dx
+            elif layer.type in ("dense", "embedding"):
+                dx = t.alloc(width_in * p.compute, row, "gradients", True) if i > 0 else None
+                if below is not None and layers[below].type in NORMALISATIONS:
+                    early[below] = [
+                        t.alloc(width_in * FLOAT32, row - 1, "gradients", True),
+                        t.alloc(width_in * FLOAT32, row - 1, "ephemeral", True),
+                    ]
+                for n, (size, _) in enumerate(list(self.weights[i])):
+                    grad_bytes = size // FLOAT32 * (p.compute if n == 0 else FLOAT32)
+                    weight_gradient = t.alloc(grad_bytes, row, "gradients")
+                    if n == 0:
+                        if below is not None and not p.needs_output(below):
+                            t.free(outputs[below])
+                            outputs[below] = None
+                        t.free(gradient)
+                        gradient = None
+                    self.update(i, n, weight_gradient, warm_up)
+                t.free(kernels16[i])
+                t.free(gradient)
+                gradient = dx
+            elif layer.type in NORMALISATIONS:
+                through, tile = early.pop(i, None) or [
+                    t.alloc(width_in * FLOAT32, row, "gradients", True),
+                    t.alloc(width_in * FLOAT32, row, "ephemeral", True),
+                ]
+                if i == p.rewritten:  # summed into the temporary variable instead
+                    t.free(through)
+                if not default_order:
+                    t.free(gradient)
+                held = [tile]
+                for _ in range(BATCH_NORM_MOMENT_TEMPORARIES - 1):
+                    held.append(t.alloc(width_in * FLOAT32, row, "ephemeral", True))
+                t.free(held.pop())
+                if i == p.rewritten:  # lives to the end of the step
+                    tmp_var = through = t.alloc(width_in * FLOAT32, row, "gradients", True)
+                for tensor in held:
+                    t.free(tensor)
+                if default_order and gradient != tmp_var:
+                    t.free(gradient)
+                for n, (size, _) in enumerate(self.weights[i]):
+                    self.update(i, n, t.alloc(size, row, "gradients"), warm_up)
+                t.free(casts[i])
+                if below is not None and not p.needs_output(below):
+                    t.free(outputs[below])
+                    outputs[below] = None
+                if p.mixed:
+                    dx16 = t.alloc(width_in * p.compute, row, "gradients", True)
+                    t.free(through)
+                    through = dx16
+                if i > 0:
+                    gradient = through
+                elif through != tmp_var:
+                    t.free(through)
+            else:
+                dx = t.alloc(width_in * p.compute, row, "gradients", True) if i > 0 else None
+                if gradient != tmp_var:
+                    t.free(gradient)
+                if below is not None and not p.needs_output(below):
+                    t.free(outputs[below])
+                    outputs[below] = None
+                gradient = dx
+        if gradient != tmp_var:
+            t.free(gradient)
+        t.free(tmp_var)
+        for kept in outputs:
+            t.free(kept)
+
+    def matmul16(self, row: int, sizes: tuple[int, int, int], per_sample: tuple[bool, ...]) -> None:
+        """A float16 MatMul on the CPU runs in float32: both operands and the result are
+        converted (three float32 temporaries, freed once the float16 result exists)."""
+        held = [
+            self.t.alloc(size * FLOAT32, row, "ephemeral", flag)
+            for size, flag in zip(sizes, per_sample, strict=True)
+        ]
+        for tensor in reversed(held):
+            self.t.free(tensor)
+
+    def start_momentum(self) -> None:
+        """Momentum's m * momentum needs no gradient: the executor runs it first."""
+        if self.p.model.optimizer == "momentum":
+            for i, owned in enumerate(self.weights):
+                for n, (size, _) in enumerate(owned):
+                    self.velocities[(i, n)] = self.t.alloc(size, i + 1, "optimizer")
+
+    def step_mixed(self, warm_up: bool) -> None:
+        """Mixed precision: float16 casts of the kernels (made at the start of the step,
+        they need no activation), float16 MatMuls through float32 temporaries, batch norm
+        in float32 between casts, the kernel gradient cast to float32 before its update.
+
+        Traces also showed processes (other graph orders) that compute every input
+        gradient first and all kernel gradients at the end (a lower peak); the order
+        modelled is the one most runs measured.
+        """
+        t, p = self.t, self.p
+        batch, layers = p.model.batch, p.layers
+        last = len(layers) - 1
+        dense = ("dense", "embedding")
+        self.start_momentum()
+        kernels16: dict[int, int] = {}
+        for i, layer in enumerate(layers):  # ready at the start: no activation needed
+            if layer.type in dense:
+                size = self.weights[i][0][0] // FLOAT32 * FLOAT16
+                kernels16[i] = t.alloc(size, i + 1, "activations")
+        outputs: list[int | None] = []
+        casts: dict[int, int] = {}
+        for i, layer in enumerate(layers):
+            row, width_in = i + 1, batch * layer.in_features
+            width_out = batch * layer.out_features
+            if layer.type in NORMALISATIONS:  # computed in float32
+                casts[i] = t.alloc(width_in * FLOAT32, row, "activations", True)
+                t.free(t.alloc(width_in * FLOAT32, row, "ephemeral", True))  # squared diff.
+                result = t.alloc(width_out * FLOAT32, row, "ephemeral", True)
+                outputs.append(t.alloc(p.out_bytes(i), row, "activations", True))
+                t.free(result)
+            elif layer.type == "dense":
+                outputs.append(t.alloc(p.out_bytes(i), row, "activations", True))
+                size = self.weights[i][0][0] // FLOAT32
+                self.matmul16(row, (width_in, size, width_out), (True, False, True))
+            else:
+                outputs.append(t.alloc(p.out_bytes(i), row, "activations", True))
+        prediction = batch * layers[-1].out_features * FLOAT32
+        for _ in range(LOSS_TEMPORARIES):
+            t.free(t.alloc(prediction, last + 1, "ephemeral", True))
+        gradient: int | None = t.alloc(prediction, last + 1, "ephemeral", True)
+        early: dict[int, list[int]] = {}  # normalisation backward tensors allocated early
+        tmp_var: int | None = None
+        default_order = p.rewritten is not None  # see step()
+        for i in range(last, -1, -1):
+            layer, row = layers[i], i + 1
+            width_in = batch * layer.in_features
+            if p.needs_output(i) or i == last:
+                t.free(outputs[i])
+                outputs[i] = None
+            below = i - 1 if i > 0 else None
+            if layer.type in dense and default_order:  # kernel gradient and update first
+                size = self.weights[i][0][0] // FLOAT32
+                width_out = batch * layer.out_features
+                as_float16 = t.alloc(size * FLOAT16, row, "gradients")
+                self.matmul16(row, (width_in, width_out, size), (True, True, False))
+                if below is not None and not p.needs_output(below):
+                    t.free(outputs[below])
+                    outputs[below] = None
+                kernel_gradient = t.alloc(size * FLOAT32, row, "gradients")
+                t.free(as_float16)
+                self.update(i, 0, kernel_gradient, warm_up)
+                for n in range(1, len(self.weights[i])):
+                    bias = t.alloc(self.weights[i][n][0], row, "gradients")
+                    self.update(i, n, bias, warm_up)
+                dx = None
+                if i > 0:
+                    dx = t.alloc(width_in * FLOAT16, row, "gradients", True)
+                    self.matmul16(row, (width_out, size, width_in), (True, False, True))
+                t.free(kernels16.pop(i))
+                if gradient != tmp_var:
+                    t.free(gradient)
+                gradient = dx
+            elif layer.type in dense:
+                size = self.weights[i][0][0] // FLOAT32
+                width_out = batch * layer.out_features
+                dx = None
+                if i > 0:
+                    dx = t.alloc(width_in * FLOAT16, row, "gradients", True)
+                    self.matmul16(row, (width_out, size, width_in), (True, False, True))
+                t.free(kernels16.pop(i))
+                if below is not None and layers[below].type in NORMALISATIONS:
+                    early[below] = [  # the executor's order, as in float32
+                        t.alloc(width_in * FLOAT32, row - 1, "ephemeral", True),
+                        t.alloc(width_in * FLOAT32, row - 1, "gradients", True),
+                        t.alloc(width_in * FLOAT32, row - 1, "ephemeral", True),
+                    ]
+                as_float16 = t.alloc(size * FLOAT16, row, "gradients")
+                self.matmul16(row, (width_in, width_out, size), (True, True, False))
+                if below is not None and not p.needs_output(below):
+                    t.free(outputs[below])
+                    outputs[below] = None
+                t.free(gradient)
+                kernel_gradient = t.alloc(size * FLOAT32, row, "gradients")
+                t.free(as_float16)
+                self.update(i, 0, kernel_gradient, warm_up)
+                for n in range(1, len(self.weights[i])):
+                    bias = t.alloc(self.weights[i][n][0], row, "gradients")
+                    self.update(i, n, bias, warm_up)
+                gradient = dx
+            elif layer.type in NORMALISATIONS:
+                if i in early:
+                    as_float32, through, tile = early.pop(i)
+                else:
+                    as_float32 = t.alloc(width_in * FLOAT32, row, "ephemeral", True)
+                    if gradient != tmp_var:
+                        t.free(gradient)  # the incoming float16 gradient, now cast
+                    gradient = None
+                    through = t.alloc(width_in * FLOAT32, row, "gradients", True)
+                    if i == p.rewritten:  # summed into the temporary variable instead
+                        t.free(through)
+                    tile = t.alloc(width_in * FLOAT32, row, "ephemeral", True)
+                if gradient is not None and gradient != tmp_var:
+                    t.free(gradient)
+                if not default_order:
+                    t.free(as_float32)
+                if i == p.rewritten and not default_order:
+                    t.free(through)
+                tile_1 = t.alloc(width_in * FLOAT32, row, "ephemeral", True)
+                t.free(casts.pop(i))
+                t.free(tile_1)
+                t.free(tile)
+                if default_order:
+                    t.free(as_float32)
+                if i == p.rewritten:  # lives to the end of the step
+                    tmp_var = through = t.alloc(width_in * FLOAT32, row, "gradients", True)
+                for n, (size, _) in enumerate(self.weights[i]):
+                    self.update(i, n, t.alloc(size * FLOAT32, row, "gradients"), warm_up)
+                gradient = t.alloc(width_in * FLOAT16, row, "gradients", True) if i else None
+                if through != tmp_var:
+                    t.free(through)
+                if below is not None and not p.needs_output(below):
+                    t.free(outputs[below])
+                    outputs[below] = None
+            else:
+                dx = t.alloc(width_in * p.compute, row, "gradients", True) if i > 0 else None
+                t.free(gradient)
+                if below is not None and not p.needs_output(below):
+                    t.free(outputs[below])
+                    outputs[below] = None
+                gradient = dx
+        t.free(gradient)
+        t.free(tmp_var)
+        for kept in outputs:
+            t.free(kept)
+        for tensor in casts.values():
+            t.free(tensor)
 
 
-def _input_parts(model: ModelSpec, layers: list[ResolvedLayer]) -> list[tuple[int, int]]:
-    x = model.input_size * FLOAT32  # int32 indices are 4 bytes too
-    labels = 1 if model.loss == "sparse_categorical_crossentropy" else layers[-1].out_features
-    return [(0, x), (0, labels * FLOAT32)]
+@dataclass
+class _Peak:
+    bytes: int
+    live: list[tuple[int, int]]  # (tensor, chunk bytes)
+    trigger: int  # the tensor whose allocation reached the peak
 
 
-@dataclass(frozen=True)
-class _Moment:
-    layer: int  # len(layers) for the turn from forward to backward (the loss)
-    update: bool  # the optimizer update of the layer's variable, after its gradients
-    kept_through: int  # activations of layers 0..kept_through - 1 are alive
+def _simulate(trace: _Trace) -> _Peak:
+    """Run the trace through the allocator; the live chunks at the measured peak."""
+    bfc = _Bfc()
+    chunks: dict[int, _Chunk] = {}
+    peak, at = -1, -1
+    for n, event in enumerate(trace.events):
+        if event >= 0:
+            chunks[event] = bfc.allocate(trace.tensors[event].size)
+            if n >= trace.measured_from and bfc.in_use > peak:
+                peak, at = bfc.in_use, n
+        elif ~event in chunks:
+            bfc.release(chunks.pop(~event))
+    bfc, chunks = _Bfc(), {}  # once more, up to the peak, to list what is alive there
+    for event in trace.events[: at + 1]:
+        if event >= 0:
+            chunks[event] = bfc.allocate(trace.tensors[event].size)
+        elif ~event in chunks:
+            bfc.release(chunks.pop(~event))
+    live = [(tensor, chunk.size) for tensor, chunk in chunks.items()]
+    return _Peak(peak, live, trace.events[at])
 
 
-def _moments(analysed: list[_Layer]) -> list[_Moment]:
-    moments = [_Moment(len(analysed), False, len(analysed))]
-    for i in range(len(analysed) - 1, -1, -1):
-        own = i + 1 if analysed[i].needs_output else i
-        moments.append(_Moment(i, False, own))
-        if analysed[i].update:
-            moments.append(_Moment(i, True, i))  # its input is no longer needed
-    return moments
+# ---------------------------------------------------------------------------------------
+# grappler's AddN rewrite
 
 
-def _live(moment: _Moment, analysed: list[_Layer], batch: int) -> int:
-    kept = sum(_size(info.kept, batch) for info in analysed[: moment.kept_through])
-    if moment.layer == len(analysed):
-        width = analysed[-1].layer.out_features
-        return kept + LOSS_TEMPORARIES * align_up(width * FLOAT32 * batch, BFC_ALIGNMENT)
-    info = analysed[moment.layer]
-    return kept + _size(info.update if moment.update else info.backward, batch)
+def _static_peak(plan: _Plan) -> tuple[int, int | None]:
+    """Grappler's static estimate of the step's peak, and the batch norm it holds.
+
+    The estimate (GraphMemory::InferStatically) simulates the graph without in-place
+    updates and without Keras' interleaving of updates with the backward pass: every
+    trainable variable's read, its gradient and its optimizer temporaries are counted as
+    alive together, on top of the largest transient moment of the backward pass.
+    """
+    batch, layers = plan.model.batch, plan.layers
+    per_weight = FLOAT32 + plan.compute + UPDATE_TEMPORARIES[plan.model.optimizer] * FLOAT32
+    weights = sum(size for row in map(_variables, layers) for size in row[0]) * per_weight
+    kept = [plan.out_bytes(i) for i in range(len(layers))]
+    prediction = batch * layers[-1].out_features * FLOAT32
+    best = sum(kept) + (LOSS_TEMPORARIES + 1) * prediction
+    holder, held = None, 0
+    for i in range(len(layers) - 1, -1, -1):
+        layer = layers[i]
+        alive = sum(kept[: i + 1]) + batch * layer.out_features * plan.compute
+        if layer.type in NORMALISATIONS:
+            alive += (BATCH_NORM_MOMENT_TEMPORARIES + 1) * batch * layer.in_features * FLOAT32
+            if alive > held:  # its input-gradient AddN's inputs are alive here
+                holder, held = i, alive
+        elif layer.type in ("dense", "embedding"):
+            alive += batch * layer.in_features * plan.compute
+        best = max(best, alive)
+    return best + weights, holder
 
 
-def _peak_moment(model: ModelSpec, analysed: list[_Layer]) -> _Moment:
-    return max(_moments(analysed), key=lambda m: _live(m, analysed, model.batch))
+def _rewritten(model: ModelSpec, layers: list[ResolvedLayer], memory_limit: int) -> int | None:
+    plan = _Plan(model, layers, None)
+    peak, holder = _static_peak(plan)
+    if peak <= GRAPPLER_MEMORY_PRESSURE * memory_limit:
+        return None
+    return holder
+
+
+# ---------------------------------------------------------------------------------------
+# The cost model
 
 
 class FrameworkCostModel:
@@ -179,10 +778,25 @@ class FrameworkCostModel:
     decoder_blocks: int | None = None  # families expand with Table 1's 3 blocks
     batch_invariant = False  # the peak moment moves with the batch
 
+    def __init__(self, device_memory_limit: int = CPU_DEVICE_MEMORY_LIMIT) -> None:
+        self.device_memory_limit = device_memory_limit
+
     def rows(self, model: ModelSpec, layers: list[ResolvedLayer]) -> list[CostRow]:
-        analysed = _analyse(model, layers)
-        moment = _peak_moment(model, analysed)
-        slots = OPTIMIZER_SLOTS[model.optimizer]
+        plan = _Plan(model, layers, _rewritten(model, layers, self.device_memory_limit))
+        trace = _Generator(plan).run()
+        peak = _simulate(trace)
+        per_row: list[list[Allocation]] = [[] for _ in range(len(layers) + 1)]
+        batch = model.batch
+        for tensor_id, chunk in peak.live:
+            tensor = trace.tensors[tensor_id]
+            rounded = align_up(tensor.size, BFC_ALIGNMENT)
+            if tensor.per_sample and tensor.size % batch == 0:
+                per_row[tensor.layer].append(Allocation(tensor.category, 0, tensor.size // batch))
+            else:
+                per_row[tensor.layer].append(Allocation(tensor.category, tensor.size))
+            if chunk > rounded:  # BFC did not split the chunk it handed out
+                per_row[tensor.layer].append(Allocation("ephemeral", chunk - rounded))
+        trigger = trace.tensors[peak.trigger].layer
         rows = [
             CostRow(
                 name="input",
@@ -190,29 +804,16 @@ class FrameworkCostModel:
                 part="encoder",
                 output_features=model.input_size,
                 params=0,
-                allocations=tuple(
-                    Allocation("ephemeral", fixed=f, per_sample=s)
-                    for f, s in _input_parts(model, layers)
-                ),
-                note="input batch and labels",
+                allocations=tuple(per_row[0]),
+                note=("peak: allocated here; " if trigger == 0 else "") + "input batch, labels",
             )
         ]
-        for i, info in enumerate(analysed):
-            layer = info.layer
-            allocations: list[Allocation] = []
-            for size in info.variables + info.frozen:
-                allocations.append(Allocation("weights", fixed=size * FLOAT32))
-            for size in info.variables:
-                allocations += [Allocation("optimizer", fixed=size * FLOAT32)] * slots
+        for i, layer in enumerate(layers):
             notes = []
-            if i < moment.kept_through:
-                allocations += [Allocation("activations", f, s) for f, s in info.kept]
-            if i == moment.layer:
-                for f, s in info.update if moment.update else info.backward:
-                    category: Category = "gradients" if s == 0 else "ephemeral"
-                    allocations.append(Allocation(category, f, s))
-                what = "optimizer update" if moment.update else "backward"
-                notes.append(f"peak: {what} of this layer")
+            if trigger == i + 1:
+                notes.append("peak: allocated here")
+            if i == plan.rewritten:
+                notes.append("grappler rewrote its input-gradient AddN")
             rows.append(
                 CostRow(
                     name=layer.name,
@@ -220,22 +821,9 @@ class FrameworkCostModel:
                     part=layer.spec.part,
                     output_features=layer.out_features,
                     params=layer.params,
-                    allocations=tuple(a for a in allocations if a.fixed or a.per_sample),
+                    allocations=tuple(per_row[i + 1]),
                     index=layer.index,
                     note="; ".join(notes),
-                )
-            )
-        if moment.layer == len(analysed):
-            width = analysed[-1].layer.out_features
-            rows.append(
-                CostRow(
-                    name="loss",
-                    type="loss",
-                    part="decoder",
-                    output_features=width,
-                    params=0,
-                    allocations=(Allocation("ephemeral", 0, width * FLOAT32),) * LOSS_TEMPORARIES,
-                    note="peak: loss and its gradient",
                 )
             )
         return rows

@@ -55,12 +55,19 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULT_PREFIX = "PHYMEM_RESULT "
 CHILD_ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "2",
-    "CUDA_VISIBLE_DEVICES": "",
     "OMP_NUM_THREADS": "1",
     "PYTHONHASHSEED": "0",
     "TF_CPU_ALLOCATOR_USE_BFC": "true",
 }
+HIDE_GPUS = {"CUDA_VISIBLE_DEVICES": ""}  # CPU measurements only: GPU jobs need their GPU
 SINGLE_THREADED_EXECUTOR = "SINGLE_THREADED_EXECUTOR"
+
+
+def child_env(device: str) -> dict[str, str]:
+    """Environment of a measurement process; GPUs stay visible when one is measured."""
+    if "GPU" in device.upper():  # "GPU:0", "/GPU:0", "/device:GPU:0"
+        return dict(CHILD_ENV)
+    return {**CHILD_ENV, **HIDE_GPUS}
 
 
 @dataclass
@@ -142,7 +149,7 @@ def measure(
     spec: FamilySpec | ModelSpec, *, steps: int = 3, device: str = "CPU:0", seed: int = 0
 ) -> Measurement:
     """Measure in this process (call it in a fresh one: see `measure_in_subprocess`)."""
-    for key, value in CHILD_ENV.items():
+    for key, value in child_env(device).items():
         os.environ.setdefault(key, value)
     import tensorflow as tf
 
@@ -197,7 +204,7 @@ def measure_in_subprocess(
     command += ["--device", device, "--seed", str(seed)]
     if memory_limit_bytes is not None:
         command += ["--memory-limit-bytes", str(memory_limit_bytes)]
-    env = {**os.environ, **CHILD_ENV}
+    env = {**os.environ, **child_env(device)}
     env.pop("TF_ENABLE_ONEDNN_OPTS", None)  # keep TF's default (oneDNN on)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import statistics
+import time
+
 import pytest
 
-from estimator.engine import estimate
-from estimator.framework import BFC_ALIGNMENT, FrameworkCostModel
+from estimator.engine import estimate, model_for
+from estimator.framework import (
+    BFC_ALIGNMENT,
+    CPU_DEVICE_MEMORY_LIMIT,
+    MIB,
+    FrameworkCostModel,
+    _Bfc,
+    _rewritten,
+)
+from estimator.layers import resolve
 from estimator.spec import FamilySpec, ModelSpec
 
 BAE = FamilySpec(family="bae", k=2, nt=2, ht=64, hr=512, batch=512)
@@ -13,14 +24,16 @@ BAE = FamilySpec(family="bae", k=2, nt=2, ht=64, hr=512, batch=512)
 
 def test_optimizer_slots_per_weight() -> None:
     params = sum(r.params for r in estimate(BAE, "framework").layers)
-    trainable = params - 3 * 2 * 512  # BN moving mean / variance are not trained
+    trainable = 4 * (params - 3 * 2 * 512)  # bytes; BN moving mean / variance are not trained
     slots = {}
     for optimizer in ("adam", "momentum", "sgd", "none"):
         spec = BAE.model_copy(update={"optimizer": optimizer})
         slots[optimizer] = estimate(spec, "framework").breakdown.optimizer
     assert slots["sgd"] == slots["none"] == 0
-    assert abs(slots["momentum"] - 4 * trainable) < 64 * BFC_ALIGNMENT
-    assert slots["adam"] == 2 * slots["momentum"]
+    assert abs(slots["adam"] - 2 * trainable) < 64 * BFC_ALIGNMENT  # m and v
+    # momentum: the velocity, plus m * momentum computed at the start of the step for
+    # every variable (it needs no gradient), which becomes the next velocity
+    assert abs(slots["momentum"] - 2 * trainable) < 64 * BFC_ALIGNMENT
 
 
 def test_mixed_keeps_float32_master_weights() -> None:
@@ -47,40 +60,102 @@ def test_activations_grow_with_batch_and_weights_do_not() -> None:
     assert big.activations > 4 * small.activations
 
 
-# Estimate errors on this CPU, 2 steps: +1.1%, -15.4%, -15.0%, -4.6% with the oneDNN
-# allocator; the generic model reads -21.6% with the BFC allocator that
-# profilers.allocator uses now. The framework mode misses the issue's 2% / 5% target
-# (grid: median 10.9%, max 18.3%, see benchmarks/accuracy.md); the tolerance states what
-# it achieves, not the goal.
-OUTSIDE_GRID = [
-    FamilySpec(family="bae", k=3, nt=3, ht=128, hr=1024, batch=1024),
-    FamilySpec(family="tanh-bae", k=2, nt=2, ht=64, hr=768, batch=2048, optimizer="momentum"),
-    FamilySpec(family="ae", k=3, nt=2, ht=128, hr=1024, batch=512, optimizer="sgd"),
-    ModelSpec.model_validate(
-        {
-            "input_kind": "real",
-            "input_size": 256,
-            "batch": 1024,
-            "loss": "mse",
-            "layers": [
-                {"type": "dense", "units": 1024, "activation": "relu"},
-                {"type": "batch_norm"},
-                {"type": "dense", "units": 1024, "activation": "relu"},
-                {"type": "dense", "units": 256},
-            ],
-        }
+def test_bfc_hands_out_unsplit_chunks_below_twice_the_request() -> None:
+    bfc = _Bfc()
+    big = bfc.allocate(24 * MIB)  # a new region: 2 MiB doubled to 32 MiB
+    assert big.size == 32 * MIB  # 32 MiB < 2 x 24 MiB: handed out whole
+    bfc.release(big)
+    half = bfc.allocate(16 * MIB)  # 32 MiB >= 2 x 16 MiB: split
+    assert half.size == 16 * MIB and bfc.in_use == 16 * MIB
+    small = bfc.allocate(100)
+    assert small.size == BFC_ALIGNMENT  # 256-byte rounding, split off the free rest
+    bfc.release(half)
+    bfc.release(small)  # coalesces with both neighbours
+    assert bfc.allocate(17 * MIB).size == 32 * MIB
+
+
+def test_grappler_rewrites_the_addn_only_under_memory_pressure() -> None:
+    """The rule of memory_optimizer.cc's SchedulingPass, checked on the grid's executors.
+
+    profilers.allocator falls back to the default executor exactly when grappler added the
+    rewrite's reference-typed edges: at B = 2048 and for ae k=6 (a 2048 x 4096 kernel) on
+    the CPU's 256 MiB device limit, never at B = 256 otherwise (benchmarks/accuracy.md).
+    """
+
+    def rewritten(spec: FamilySpec, limit: int = CPU_DEVICE_MEMORY_LIMIT) -> int | None:
+        model = model_for(spec, "framework")
+        return _rewritten(model, resolve(model), limit)
+
+    assert rewritten(FamilySpec(family="bae", k=2, nt=2, batch=2048)) is not None
+    assert rewritten(FamilySpec(family="bae", k=2, nt=2, batch=2048, precision="mixed"))
+    assert rewritten(FamilySpec(family="ae", k=6, nt=2, batch=256)) is not None
+    assert rewritten(FamilySpec(family="bae", k=6, nt=4, batch=256)) is None
+    assert rewritten(FamilySpec(family="ae", k=4, nt=2, batch=256)) is None
+    # a GPU's limit is its whole BFC pool: no memory pressure at these sizes
+    assert rewritten(FamilySpec(family="bae", k=2, nt=2, batch=2048), 70 * 2**30) is None
+    big = estimate(FamilySpec(family="bae", k=2, nt=2, batch=2048), "framework")
+    assert any("grappler" in row.note for row in big.layers)
+
+
+def test_estimate_is_fast() -> None:
+    spec = FamilySpec(family="ae", k=6, nt=2, batch=2048, decoder_blocks=8)
+    start = time.perf_counter()
+    FrameworkCostModel().rows(model_for(spec, "framework"), resolve(model_for(spec, "framework")))
+    assert time.perf_counter() - start < 0.05
+
+
+# Fresh processes land on one of a few BFC layouts (even the single-threaded executor's
+# op order differs between processes for the same graph), so a config is measured 3
+# times: the estimate must be within `nearest` of one run (it predicts one of the
+# layouts the allocator ends up in) and within `median` of the median run. Observed on
+# the 2-core CPU VM, error against each run: bae k3/nt3 -0.6, -0.6, -0.8%; tanh-bae
+# momentum -7.4, -0.5, -0.7%; ae sgd -0.3, -0.3, -8.7%. The generic model's peak spread
+# over 46.3M-62.0M in 12 processes (traces: different op orders and residents); the
+# estimate, 57.7M, read +5.6/+14.5/+1.7%, +3.6/+19.4/+19.4% and +14.4/+16.8/+14.4% in
+# three sets of runs, hence its wide tolerances. The grid's worst config is 10% off its
+# median run (benchmarks/accuracy.md). What the mode achieves, not the 5% goal.
+GENERIC = ModelSpec.model_validate(
+    {
+        "input_kind": "real",
+        "input_size": 256,
+        "batch": 1024,
+        "loss": "mse",
+        "layers": [
+            {"type": "dense", "units": 1024, "activation": "relu"},
+            {"type": "batch_norm"},
+            {"type": "dense", "units": 1024, "activation": "relu"},
+            {"type": "dense", "units": 256},
+        ],
+    }
+)
+OUTSIDE_GRID: list[tuple[FamilySpec | ModelSpec, float, float]] = [  # spec, nearest, median
+    (FamilySpec(family="bae", k=3, nt=3, ht=128, hr=1024, batch=1024), 0.05, 0.10),
+    (
+        FamilySpec(family="tanh-bae", k=2, nt=2, ht=64, hr=768, batch=2048, optimizer="momentum"),
+        0.05,
+        0.10,
     ),
+    (FamilySpec(family="ae", k=3, nt=2, ht=128, hr=1024, batch=512, optimizer="sgd"), 0.05, 0.10),
+    (GENERIC, 0.20, 0.25),
 ]
-TOLERANCE = 0.25  # what the framework mode achieves on CPU today, not the 5% goal
+RUNS = 3
 
 
 @pytest.mark.tensorflow
-@pytest.mark.parametrize("spec", OUTSIDE_GRID, ids=lambda s: s.model_dump_json()[:50])
-def test_framework_estimate_matches_measurement(spec: FamilySpec | ModelSpec) -> None:
+@pytest.mark.parametrize(("spec", "nearest", "median"), OUTSIDE_GRID, ids=lambda v: str(v)[:50])
+def test_framework_estimate_matches_measurement(
+    spec: FamilySpec | ModelSpec, nearest: float, median: float
+) -> None:
     pytest.importorskip("tensorflow")
     from profilers.allocator import measure_in_subprocess
 
-    m = measure_in_subprocess(spec, steps=2, timeout_s=120)
-    assert m.status == "ok" and m.peak_bytes, m.error
+    peaks = []
+    for _ in range(RUNS):
+        m = measure_in_subprocess(spec, steps=2, timeout_s=120)
+        assert m.status == "ok" and m.peak_bytes, m.error
+        peaks.append(m.peak_bytes)
     predicted = estimate(spec, "framework").total_bytes
-    assert abs(predicted - m.peak_bytes) / m.peak_bytes <= TOLERANCE, (predicted, m.peak_bytes)
+    errors = [abs(predicted - peak) / peak for peak in peaks]
+    assert min(errors) <= nearest, (predicted, peaks)
+    measured = statistics.median_low(peaks)
+    assert abs(predicted - measured) / measured <= median, (predicted, peaks)
