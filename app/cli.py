@@ -57,11 +57,6 @@ VramOpt = Annotated[str | None, typer.Option(help="Memory size, e.g. 80GiB or 40
 DeviceOpt = Annotated[str | None, typer.Option(help="A device name, e.g. a100-80gb.")]
 
 
-def _spec_flags(**flags: Any) -> dict[str, Any]:
-    renamed = {"embedding_size": flags.pop("embedding_size", None)}
-    return {**flags, **renamed}
-
-
 def _run(body: Any) -> None:
     """Run a command body, turning bad input into one line on stderr and exit 2."""
     try:
@@ -150,7 +145,7 @@ def estimate(
     def body() -> None:
         from estimator.engine import estimate as run_estimate
 
-        flags = _spec_flags(
+        flags = dict(
             family=family,
             k=k,
             nt=nt,
@@ -300,7 +295,7 @@ def max_batch(
     as_json: JsonOpt = False,
 ) -> None:
     """The largest batch that fits a memory size or a device."""
-    flags = _spec_flags(
+    flags = dict(
         family=family,
         k=k,
         nt=nt,
@@ -329,9 +324,7 @@ def max_nt(
     as_json: JsonOpt = False,
 ) -> None:
     """The largest number of transmit antennas N_T (N_R = N_T) that fits."""
-    flags = _spec_flags(
-        family=family, k=k, nt=1, batch=batch, precision=precision, optimizer=optimizer
-    )
+    flags = dict(family=family, k=k, nt=1, batch=batch, precision=precision, optimizer=optimizer)
     _solve("nt", spec_file, flags, vram, device, mode, as_json)
 
 
@@ -349,9 +342,7 @@ def max_k(
     as_json: JsonOpt = False,
 ) -> None:
     """The largest bits per antenna k that fits."""
-    flags = _spec_flags(
-        family=family, k=1, nt=nt, batch=batch, precision=precision, optimizer=optimizer
-    )
+    flags = dict(family=family, k=1, nt=nt, batch=batch, precision=precision, optimizer=optimizer)
     _solve("k", spec_file, flags, vram, device, mode, as_json)
 
 

@@ -294,7 +294,7 @@ def register(app: typer.Typer) -> None:
         with --submit the job is queued on the service and run by a worker. Exit 0 when the
         measurement succeeded, 1 when it ran out of memory or failed, 2 on invalid input.
         """
-        from app.cli import _run, _spec_flags
+        from app.cli import _run
         from app.specio import UsageError, parse_mode
         from app.specio import build_spec as _build_spec
 
@@ -303,7 +303,7 @@ def register(app: typer.Typer) -> None:
         def body() -> None:
             from estimator.units import parse_size
 
-            flags = _spec_flags(
+            flags = dict(
                 family=family,
                 k=k,
                 nt=nt,
