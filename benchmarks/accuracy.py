@@ -2,8 +2,8 @@
 
 Every config of the grid is measured through the real profiler
 (`profilers.allocator.measure_in_subprocess`: a fresh Python process per measurement,
-TF's BFC CPU allocator, single-threaded executor where the graph allows it, one warm-up
-step then `--steps` measured steps) `--runs` times, in rounds (every config gets its n-th
+TF's BFC CPU allocator, single-threaded executor where the graph allows it, 3 warm-up
+steps then `--steps` measured steps) `--runs` times, in rounds (every config gets its n-th
 run before any config its n+1-th), and the median run is compared with the framework and
 the paper estimates. Writes benchmarks/accuracy.csv and benchmarks/accuracy.md; a
 hand-written "## Status" section already in accuracy.md is kept.
@@ -33,7 +33,7 @@ from pathlib import Path
 
 from estimator.engine import estimate
 from estimator.spec import FamilySpec, canonical_json
-from profilers.allocator import Measurement, measure_in_subprocess
+from profilers.allocator import WARM_UP_STEPS, Measurement, measure_in_subprocess
 
 HERE = Path(__file__).resolve().parent
 
@@ -106,14 +106,19 @@ def measure_all(
     return results
 
 
+def _step_spread(peaks: list[int]) -> float:
+    """(max - min) / min of the per-step peaks of one process, in percent."""
+    return 100.0 * (max(peaks) - min(peaks)) / min(peaks) if peaks else 0.0
+
+
 def error_pct(estimated: int, measured: int) -> float:
     return 100.0 * (estimated - measured) / measured
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--runs", type=int, default=3, help="fresh runs per config (median)")
+    parser.add_argument("--steps", type=int, default=2, help="measured steps (the model: 2)")
+    parser.add_argument("--runs", type=int, default=5, help="fresh runs per config (median)")
     parser.add_argument("--repeats", type=int, default=3, help="fresh runs of SPREAD configs")
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--report-only", action="store_true")
@@ -167,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                 "paper_error_pct": round(error_pct(paper, peak), 3),
                 "step_time_s": round(ms[0].step_time_s or 0.0, 4),
                 "runs": [m.peak_bytes for m in ms],
+                "step_spread": round(max(_step_spread(m.step_peaks) for m in ms), 3),
             }
         )
 
@@ -203,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "- Measurement: `profilers.allocator.measure_in_subprocess` (fresh process per run, "
         "TF's BFC CPU allocator with oneDNN on, 1 inter/intra-op thread, the step run on "
         "TF's single-threaded executor where the graph allows it (else the default one), "
-        "PYTHONHASHSEED=0, one warm-up step, peak = max "
+        f"PYTHONHASHSEED=0, {WARM_UP_STEPS} warm-up steps, peak = max "
         f"over {steps} steps of `get_memory_info('CPU:0')['peak']` after "
         "`reset_memory_stats`); the measured value of a config is the median of "
         f"{args.runs} fresh-process runs. Executor per run: "
@@ -226,11 +232,12 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "## Spread over repeated fresh-process runs",
         "",
-        "Spread = (max - min) / min over the runs of a config; the error of the framework "
-        "mode against each run is in the last column.",
+        "Spread = (max - min) / min over the runs of a config; step spread = the largest "
+        "(max - min) / min of the measured steps' peaks within one run; the error of the "
+        "framework mode against each run is in the last column.",
         "",
-        "| config | runs (bytes) | spread | framework error per run |",
-        "|---|---|---:|---|",
+        "| config | runs (bytes) | spread | step spread | framework error per run |",
+        "|---|---|---:|---:|---|",
     ]
     for row in rows:
         runs_bytes = row["runs"]
@@ -241,7 +248,10 @@ def main(argv: list[str] | None = None) -> int:
             framework_bytes = row["framework_bytes"]
             assert isinstance(framework_bytes, int)
             per_run = ", ".join(f"{error_pct(framework_bytes, b):+.1f}%" for b in runs_bytes)
-            lines.append(f"| {row['config']} | {joined} | {spread:.2f}% | {per_run} |")
+            lines.append(
+                f"| {row['config']} | {joined} | {spread:.2f}% | "
+                f"{row['step_spread']:.2f}% | {per_run} |"
+            )
     lines += [
         "",
         "## Per config",

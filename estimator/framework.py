@@ -3,8 +3,10 @@
 The paper's method (estimator.paper) counts weights, gradients and in/out tensors; this
 mode replays what TF 2.21 + Keras 3 allocate, in order, through a model of TF's BFC
 allocator, and reports the most that allocator holds during the measured steps, as
-profilers/allocator.py measures it: the process builds the model, runs one warm-up step,
-then MEASURED_STEPS steps, and reports the largest per-step `get_memory_info` peak. The
+profilers/allocator.py measures it: the process builds the model, runs WARM_UP_STEPS
+warm-up steps (3: the first creates the optimizer slots; by the third the allocator's
+layout has settled, so the measured steps of one process agree), then MEASURED_STEPS
+steps, and reports the largest per-step `get_memory_info` peak. The
 allocation sequence was read off BFC allocator traces (TF profiler memory events; replaying
 a traced sequence through the model below reproduces the traced peak to the byte, see
 benchmarks/accuracy.md). Its mechanisms:
@@ -98,6 +100,7 @@ OPTIMIZER_SLOTS = {"adam": 2, "momentum": 1, "sgd": 0, "none": 0}
 UPDATE_TEMPORARIES = {"adam": 3, "momentum": 1, "sgd": 1, "none": 1}  # sequential, per variable
 BATCH_NORM_MOMENT_TEMPORARIES = 3  # Tile, Tile_1, sub
 LOSS_TEMPORARIES = 2  # prediction-sized temporaries of the loss
+WARM_UP_STEPS = 3  # as profilers.allocator.WARM_UP_STEPS: the first creates the slots
 MEASURED_STEPS = 2  # steps after the warm-up whose largest peak is reported
 RESIDENT_BYTES = 0  # nothing outside the allocator is counted by get_memory_info
 OUTPUT_NEEDING = ("relu", "sigmoid", "tanh", "softmax")  # gradients that read the output
@@ -328,6 +331,8 @@ class _Generator:
             width_bytes = batch * p.layers[p.rewritten].out_features * FLOAT32
             t.alloc(width_bytes, p.rewritten + 1, "ephemeral", True)
         self.step(warm_up=True)
+        for _ in range(WARM_UP_STEPS - 1):
+            self.step(warm_up=False)
         t.measured_from = len(t.events)
         for _ in range(MEASURED_STEPS):
             self.step(warm_up=False)
