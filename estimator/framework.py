@@ -157,7 +157,7 @@ class _Bfc:
 
     def _find(self, rounded: int) -> _Chunk | None:
         for entries in self.bins[_bin(rounded) :]:
-            i = bisect.bisect_left(entries, (rounded, -1))
+            i = bisect.bisect_left(entries, (rounded,))
             if i == len(entries):
                 continue
             chunk = self.free_chunks[entries[i][1]]
@@ -179,8 +179,10 @@ class _Bfc:
         while rounded > self.region_bytes:
             self.region_bytes *= 2
             grown = True
+        # the sub-allocator's regions come from mmap, which hands out addresses top-down:
+        # every new region lies below the earlier ones (and is never merged with them)
+        self.next_region -= 2 * self.region_bytes
         start = self.next_region
-        self.next_region += 2 * self.region_bytes  # regions are never adjacent
         self._add_free(_Chunk(start, self.region_bytes, start + self.region_bytes))
         if not grown:
             self.region_bytes *= 2
@@ -447,6 +449,7 @@ class _Generator:
         # the single-threaded executor refuses the reference-typed edges of grappler's
         # rewrite; profilers.allocator then runs the default executor, whose order differs
         default_order = p.rewritten is not None
+        late: list[int] = []  # default executor: buffers freed at the end of the step
         for i in range(last, -1, -1):
             layer, row = layers[i], i + 1
             width_in = batch * layer.in_features
@@ -467,7 +470,7 @@ class _Generator:
                 for old in olds:
                     t.free(old)
                 t.free(kernels16[i])
-                if gradient != tmp_var:
+                if gradient != tmp_var and gradient not in late:
                     t.free(gradient)
                 gradient = dx
             elif layer.type in ("dense", "embedding"):
@@ -491,12 +494,21 @@ class _Generator:
                 t.free(gradient)
                 gradient = dx
             elif layer.type in NORMALISATIONS:
-                through, tile = early.pop(i, None) or [
-                    t.alloc(width_in * FLOAT32, row, "gradients", True),
-                    t.alloc(width_in * FLOAT32, row, "ephemeral", True),
-                ]
-                if i == p.rewritten:  # summed into the temporary variable instead
-                    t.free(through)
+                # the default executor computes the scale's gradient first (dy * x, a
+                # temporary reduced at once); the gradient through the normalisation and
+                # the sum of the three input gradients then reuse dy's buffer in place,
+                # which lives to the end of the step; with the rewrite the sum goes to the
+                # temporary variable instead
+                in_place = default_order and i != p.rewritten and gradient is not None
+                if i in early:
+                    through, tile = early.pop(i)
+                    if i == p.rewritten:
+                        t.free(through)
+                else:
+                    through = t.alloc(width_in * FLOAT32, row, "gradients", True)
+                    if i == p.rewritten or in_place:
+                        t.free(through)
+                    tile = t.alloc(width_in * FLOAT32, row, "ephemeral", True)
                 if not default_order:
                     t.free(gradient)
                 held = [tile]
@@ -507,7 +519,10 @@ class _Generator:
                     tmp_var = through = t.alloc(width_in * FLOAT32, row, "gradients", True)
                 for tensor in held:
                     t.free(tensor)
-                if default_order and gradient != tmp_var:
+                if in_place and gradient is not None and gradient != tmp_var:
+                    through = gradient
+                    late.append(gradient)
+                elif default_order and gradient != tmp_var:
                     t.free(gradient)
                 for n, (size, _) in enumerate(self.weights[i]):
                     self.update(i, n, t.alloc(size, row, "gradients"), warm_up)
@@ -521,7 +536,7 @@ class _Generator:
                     through = dx16
                 if i > 0:
                     gradient = through
-                elif through != tmp_var:
+                elif through != tmp_var and through not in late:
                     t.free(through)
             else:
                 dx = t.alloc(width_in * p.compute, row, "gradients", True) if i > 0 else None
@@ -531,8 +546,10 @@ class _Generator:
                     t.free(outputs[below])
                     outputs[below] = None
                 gradient = dx
-        if gradient != tmp_var:
+        if gradient != tmp_var and gradient not in late:
             t.free(gradient)
+        for tensor in reversed(late):
+            t.free(tensor)
         t.free(tmp_var)
         for kept in outputs:
             t.free(kept)
