@@ -413,6 +413,16 @@ class _Generator:
         if entry[1] == 0:
             self.t.free(entry[0])
 
+    def loss_gradient(self) -> int:
+        """The turn from forward to backward: the loss's temporaries, then the gradient of
+        the prediction (the backward pass's first input)."""
+        t, p = self.t, self.p
+        row = len(p.layers)  # the loss row, after the last layer
+        prediction = p.model.batch * p.layers[-1].out_features * FLOAT32
+        for _ in range(LOSS_TEMPORARIES):
+            t.free(t.alloc(prediction, row, "ephemeral", True))
+        return t.alloc(prediction, row, "ephemeral", True)
+
     def step(self, warm_up: bool) -> None:
         if self.p.mixed:
             self.step_mixed(warm_up)
@@ -439,11 +449,7 @@ class _Generator:
                 size = self.weights[i][0][0] // FLOAT32 * FLOAT16
                 kernels16[i] = t.alloc(size, row, "activations")
             outputs.append(t.alloc(p.out_bytes(i), row, "activations", True))
-        # the loss: temporaries, then the gradient of the prediction
-        prediction = batch * layers[-1].out_features * FLOAT32
-        for _ in range(LOSS_TEMPORARIES):
-            t.free(t.alloc(prediction, last + 1, "ephemeral", True))
-        gradient: int | None = t.alloc(prediction, last + 1, "ephemeral", True)
+        gradient: int | None = self.loss_gradient()
         early: dict[int, list[int]] = {}  # normalisation backward tensors allocated early
         tmp_var: int | None = None
         # the single-threaded executor refuses the reference-typed edges of grappler's
@@ -607,10 +613,7 @@ class _Generator:
                 self.matmul16(row, (width_in, size, width_out), (True, False, True))
             else:
                 outputs.append(t.alloc(p.out_bytes(i), row, "activations", True))
-        prediction = batch * layers[-1].out_features * FLOAT32
-        for _ in range(LOSS_TEMPORARIES):
-            t.free(t.alloc(prediction, last + 1, "ephemeral", True))
-        gradient: int | None = t.alloc(prediction, last + 1, "ephemeral", True)
+        gradient: int | None = self.loss_gradient()
         early: dict[int, list[int]] = {}  # normalisation backward tensors allocated early
         tmp_var: int | None = None
         default_order = p.rewritten is not None  # see step()
