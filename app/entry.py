@@ -6,7 +6,8 @@ import sys
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "gate" and "--help" not in sys.argv[2:]:
+    asks_help = {"--help", "-h"} & set(sys.argv[2:])
+    if len(sys.argv) > 1 and sys.argv[1] == "gate" and not asks_help:
         from app.gate_cli import main as gate_main
 
         sys.exit(gate_main(sys.argv[2:]))

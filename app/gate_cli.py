@@ -20,7 +20,7 @@ def run_gate(
     spec_files: list[Path], vram: str | None, device: str | None, mode: str, output_format: str
 ) -> tuple[int, str]:
     """Exit code and report; raises UsageError on bad input."""
-    from app.specio import build_spec
+    from app.specio import read_spec_quickly
     from estimator import gate
 
     if output_format not in FORMATS:
@@ -30,16 +30,17 @@ def run_gate(
     vram_bytes, _ = resolve_vram(vram, device)
     chosen = parse_mode(mode)
     verdicts = [
-        gate.check(str(path), build_spec(path, {}), vram_bytes, chosen) for path in spec_files
+        gate.check(str(path), read_spec_quickly(path), vram_bytes, chosen) for path in spec_files
     ]
     render = {"text": gate.render_text, "json": gate.render_json, "junit": gate.render_junit}
     code = EXIT_FITS if all(v.fits for v in verdicts) else EXIT_EXCEEDS
     return code, render[output_format](verdicts)
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(with_help: bool = True) -> argparse.ArgumentParser:
     gate = argparse.ArgumentParser(
         prog="phymem gate",
+        add_help=with_help,  # the help option costs the start-up a terminal-size lookup
         description="Exit 0 when every spec fits the device, 1 when any exceeds, "
         "2 on invalid input.",
     )
@@ -52,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    arguments = parser()
+    arguments = parser(with_help=bool({"-h", "--help"} & set(argv)))
     arguments.error = _usage_error  # type: ignore[method-assign]
     try:
         options = arguments.parse_args(argv)

@@ -5,6 +5,7 @@ Kept free of typer and rich so the gate's fast path can use it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,34 @@ def validation_message(error: Exception) -> str:
     return "; ".join(parts)
 
 
+# One `key: value` line of a flat mapping whose value is a decimal integer or a bare word.
+_FLAT_LINE = re.compile(r"([A-Za-z_]\w*):[ ]+(0|-?[1-9][0-9]*|[A-Za-z][\w-]*)[ ]*", re.ASCII)
+# Words YAML 1.1 reads as booleans or null (PyYAML takes a subset; these and y/n all go to it).
+_YAML_WORDS = frozenset({"y", "yes", "n", "no", "true", "false", "on", "off", "null"})
+
+
+def read_flat_yaml(text: str) -> dict[str, Any] | None:
+    """The mapping of a YAML file of flat `key: integer-or-word` lines, else None.
+
+    Most family specs look like that (`family: bae`, `k: 6`), and such lines mean the same in
+    every YAML version. Importing PyYAML costs the gate a sixth of its start-up, so these
+    files are read here and anything else (comments after values, quotes, lists, floats,
+    booleans, ...) by PyYAML; a test checks that both read the same mapping.
+    """
+    data: dict[str, Any] = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        match = _FLAT_LINE.fullmatch(line)
+        if match is None:
+            return None
+        key, value = match.groups()
+        if key in data or {key.lower(), value.lower()} & _YAML_WORDS:
+            return None
+        data[key] = value if value[0].isalpha() else int(value)
+    return data or None
+
+
 def read_spec_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
@@ -47,23 +76,20 @@ def read_spec_file(path: Path) -> dict[str, Any]:
         except ValueError as error:
             raise UsageError(f"{path}: not valid JSON ({error})") from None
     else:
-        import yaml
+        data = read_flat_yaml(text)
+        if data is None:
+            import yaml
 
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise UsageError(f"{path}: not valid YAML ({error.__class__.__name__})") from None
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as error:
+                raise UsageError(f"{path}: not valid YAML ({error.__class__.__name__})") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: a spec must be a mapping of fields")
     return data
 
 
-def build_spec(path: Path | None, flags: dict[str, Any]) -> FamilySpec | ModelSpec:
-    """A validated spec from a file, flags, or both (flags win)."""
-    from pydantic import TypeAdapter, ValidationError
-
-    from estimator.spec import Spec
-
+def _spec_data(path: Path | None, flags: dict[str, Any]) -> dict[str, Any]:
     data: dict[str, Any] = read_spec_file(path) if path else {}
     data.pop("mode", None)
     data.update({key: value for key, value in flags.items() if value is not None})
@@ -71,7 +97,31 @@ def build_spec(path: Path | None, flags: dict[str, Any]) -> FamilySpec | ModelSp
         raise UsageError(
             "give --family (with --k and --nt) or a spec file with 'family' or 'layers'"
         )
-    label = str(path) if path else "spec"
+    return data
+
+
+def build_spec(path: Path | None, flags: dict[str, Any]) -> FamilySpec | ModelSpec:
+    """A validated spec from a file, flags, or both (flags win)."""
+    return _validated(_spec_data(path, flags), str(path) if path else "spec")
+
+
+def read_spec_quickly(path: Path) -> FamilySpec | ModelSpec:
+    """A spec from a file, without importing pydantic when the file is clean and valid.
+
+    The gate's start-up path: `estimator.records.accept` takes data that needs no
+    coercion; anything else goes through the pydantic spec, which words the error.
+    """
+    from estimator.records import accept
+
+    data = _spec_data(path, {})
+    return accept(data) or _validated(data, str(path))
+
+
+def _validated(data: dict[str, Any], label: str) -> FamilySpec | ModelSpec:
+    from pydantic import TypeAdapter, ValidationError
+
+    from estimator.spec import Spec
+
     try:
         spec: FamilySpec | ModelSpec = TypeAdapter(Spec).validate_python(data)
     except ValidationError as error:

@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from estimator.costs import CATEGORIES, CostModel, CostRow
 from estimator.families import expand
 from estimator.layers import resolve
 from estimator.paper import PaperCostModel
-from estimator.spec import FamilySpec, ModelSpec, canonical_json
+from estimator.records import canonical_json, is_family
 from estimator.units import gib_value
 
+if TYPE_CHECKING:  # specs arrive as pydantic models or as records (estimator.records)
+    from estimator.spec import FamilySpec, ModelSpec
 
-def _engine_version() -> str:
+
+@cache
+def engine_version() -> str:
     """A version that changes whenever any estimator source changes, so stored estimates
     from an older engine are never served as current ones."""
+    import hashlib
+
     digest = hashlib.sha256()
     for source in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
     return f"1+{digest.hexdigest()[:12]}"
 
 
-ENGINE_VERSION = _engine_version()
 Mode = Literal["paper", "framework"]
 MODES: tuple[Mode, ...] = ("paper", "framework")
 DEFAULT_MODE: Mode = "paper"
@@ -36,6 +41,13 @@ def cost_model(mode: Mode) -> CostModel:
     from estimator.framework import FrameworkCostModel
 
     return FrameworkCostModel()
+
+
+def __getattr__(name: str) -> str:
+    """`ENGINE_VERSION`, hashed on first use: the gate's start-up never needs it."""
+    if name == "ENGINE_VERSION":
+        return engine_version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -88,7 +100,7 @@ class Estimate:
         """JSON-ready form: byte counts are exact integers, GiB a float or a string."""
         return {
             "mode": self.mode,
-            "engine_version": ENGINE_VERSION,
+            "engine_version": engine_version(),
             "batch": self.batch,
             "total_bytes": self.total_bytes,
             "total_bytes_decimal": str(self.total_bytes),
@@ -171,10 +183,10 @@ class Plan:
 
 def model_for(spec: FamilySpec | ModelSpec, mode: Mode) -> ModelSpec:
     """The layer list a mode counts: families expand the way that mode reads the paper."""
-    if isinstance(spec, ModelSpec):
-        return spec
-    blocks = spec.decoder_blocks or cost_model(mode).decoder_blocks
-    return expand(spec, decoder_blocks=blocks)
+    if is_family(spec):
+        blocks = spec.decoder_blocks or cost_model(mode).decoder_blocks
+        return expand(spec, decoder_blocks=blocks)
+    return cast("ModelSpec", spec)
 
 
 def plan(spec: FamilySpec | ModelSpec, mode: Mode = DEFAULT_MODE) -> Plan:

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
-from estimator.spec import (
-    ONE_HOT_FAMILIES,
-    ActivationName,
-    BatchNormalization,
-    ComplexChannel,
-    Dense,
-    Embedding,
-    FamilySpec,
-    GaussianNoise,
-    InputKind,
-    LayerSpec,
-    LossName,
-    ModelSpec,
-    PowerNormalization,
-)
+from typing import TYPE_CHECKING, cast
+
+from estimator.records import Record, record
+
+if TYPE_CHECKING:
+    from estimator.spec import ActivationName, FamilySpec, InputKind, LossName, ModelSpec
 
 TABLE1_DECODER_BLOCKS = 3
 EQ2_DECODER_BLOCKS = 4  # Eq. (2) counts 3*H_R(H_R+1) + H_R(N_R+1) weights and 16*H_R BN params
+# 2^(k*nt) one-hot messages beyond 2^8192 would print as integers of more than 2,500 digits:
+# still exact, but no longer a question anyone asks of a GPU.
+MAX_MESSAGE_BITS = 8192
+ONE_HOT_FAMILIES = ("ae", "ae-embedding")  # one input/output value per joint message
+
+
+def check_message_space(family: str, k: int, nt: int) -> None:
+    """Raise ValueError when a one-hot family's message space is beyond what we estimate."""
+    if family in ONE_HOT_FAMILIES and k * nt > MAX_MESSAGE_BITS:
+        raise ValueError(
+            f"k*nt = {k * nt} bits: message spaces beyond 2^{MAX_MESSAGE_BITS} are not supported"
+        )
+
+
+def receive_antennas(spec: FamilySpec) -> int:
+    """N_R, which defaults to N_T."""
+    return spec.nt if spec.nr is None else spec.nr
 
 
 def message_size(spec: FamilySpec) -> int:
@@ -30,53 +38,60 @@ def message_size(spec: FamilySpec) -> int:
 
 
 def expand(spec: FamilySpec, *, decoder_blocks: int | None = None) -> ModelSpec:
-    """The family's sequential model; `decoder_blocks` overrides the spec's default."""
+    """The family's sequential model; `decoder_blocks` overrides the spec's default.
+
+    The model is a record (`estimator.records`): built here from a valid family, it needs
+    no validation, and expanding needs no pydantic.
+    """
     s = message_size(spec)
     blocks = decoder_blocks or spec.decoder_blocks or TABLE1_DECODER_BLOCKS
     encoder_activation: ActivationName = "tanh" if spec.family == "tanh-bae" else "relu"
     symbols = 2 * spec.n * spec.nt
 
-    layers: list[LayerSpec] = []
+    layers: list[Record] = []
     input_kind: InputKind
     loss: LossName
     if spec.family == "ae-embedding":
         input_kind, input_size = "index", 1
-        layers.append(Embedding(input_dim=s, output_dim=spec.embedding_size, part="encoder"))
+        layers.append(
+            record("Embedding", input_dim=s, output_dim=spec.embedding_size, part="encoder")
+        )
     elif spec.family == "ae":
         input_kind, input_size = "one_hot", s
     else:
         input_kind, input_size = "bits", s
     layers += [
-        Dense(units=spec.ht, activation=encoder_activation, part="encoder"),
-        Dense(units=spec.ht, activation=encoder_activation, part="encoder"),
+        record("Dense", units=spec.ht, activation=encoder_activation, part="encoder"),
+        record("Dense", units=spec.ht, activation=encoder_activation, part="encoder"),
     ]
     if spec.family == "tanh-bae":
-        layers.append(Dense(units=symbols, activation="tanh", part="encoder"))
+        layers.append(record("Dense", units=symbols, activation="tanh", part="encoder"))
     else:
         layers += [
-            Dense(units=symbols, activation="linear", part="encoder"),
-            PowerNormalization(part="encoder"),
+            record("Dense", units=symbols, activation="linear", part="encoder"),
+            record("PowerNormalization", part="encoder"),
         ]
     layers += [
-        ComplexChannel(nr=spec.receive_antennas, uses=spec.n, part="channel"),
-        GaussianNoise(part="channel"),
+        record("ComplexChannel", nr=receive_antennas(spec), uses=spec.n, part="channel"),
+        record("GaussianNoise", part="channel"),
     ]
     for _ in range(blocks):
         layers += [
-            Dense(units=spec.hr, activation="relu", part="decoder"),
-            BatchNormalization(part="decoder"),
+            record("Dense", units=spec.hr, activation="relu", part="decoder"),
+            record("BatchNormalization", part="decoder"),
         ]
     if spec.family in ("ae", "ae-embedding"):
-        layers.append(Dense(units=s, activation="softmax", part="decoder"))
+        layers.append(record("Dense", units=s, activation="softmax", part="decoder"))
         loss = (
             "sparse_categorical_crossentropy"
             if spec.family == "ae-embedding"
             else "categorical_crossentropy"
         )
     else:
-        layers.append(Dense(units=s, activation="sigmoid", part="decoder"))
+        layers.append(record("Dense", units=s, activation="sigmoid", part="decoder"))
         loss = "binary_crossentropy"
-    return ModelSpec(
+    model = record(
+        "ModelSpec",
         input_kind=input_kind,
         input_size=input_size,
         layers=layers,
@@ -85,3 +100,4 @@ def expand(spec: FamilySpec, *, decoder_blocks: int | None = None) -> ModelSpec:
         precision=spec.precision,
         optimizer=spec.optimizer,
     )
+    return cast("ModelSpec", model)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from xml.etree import ElementTree
+from typing import TYPE_CHECKING
 
-from estimator.calibration import Calibration
 from estimator.engine import DEFAULT_MODE, Mode, cached_plan
-from estimator.spec import FamilySpec, ModelSpec
 from estimator.units import format_gib
+
+if TYPE_CHECKING:
+    from estimator.calibration import Calibration
+    from estimator.spec import FamilySpec, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ def render_json(verdicts: list[Verdict]) -> str:
 
 def render_junit(verdicts: list[Verdict]) -> str:
     """One test case per spec, so CI systems list each config as a test."""
+    from xml.etree import ElementTree
+
     failures = sum(not v.fits for v in verdicts)
     suite = ElementTree.Element(
         "testsuite",

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from estimator.engine import DEFAULT_MODE, Mode, cached_plan
-from estimator.spec import MAX_MESSAGE_BITS, ONE_HOT_FAMILIES, FamilySpec, ModelSpec
+from estimator.families import MAX_MESSAGE_BITS, ONE_HOT_FAMILIES
+from estimator.spec import FamilySpec, ModelSpec
 
 
 def _largest(fits: Callable[[int], bool], upper_bound: int | None = None) -> int:

@@ -7,11 +7,15 @@ generic form (see `estimator.families`); everything downstream works on layers.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+from estimator.families import MAX_MESSAGE_BITS as MAX_MESSAGE_BITS
+from estimator.families import ONE_HOT_FAMILIES as ONE_HOT_FAMILIES
+from estimator.families import check_message_space, receive_antennas
+from estimator.records import canonical_json as canonical_json
+from estimator.records import spec_hash as spec_hash
 
 Precision = Literal["fp32", "mixed"]
 OptimizerName = Literal["none", "sgd", "momentum", "adam"]
@@ -26,10 +30,6 @@ LossName = Literal[
 InputKind = Literal["one_hot", "bits", "index", "real"]
 Part = Literal["encoder", "channel", "decoder"]
 
-# 2^(k*nt) one-hot messages beyond 2^8192 would print as integers of more than 2,500 digits:
-# still exact, but no longer a question anyone asks of a GPU.
-MAX_MESSAGE_BITS = 8192
-ONE_HOT_FAMILIES = ("ae", "ae-embedding")  # one input/output value per joint message
 # Bounds that keep one estimate well under a second (the framework mode walks every
 # layer pair) and every stored dimension within a 32-bit database column.
 MAX_DECODER_BLOCKS = 256
@@ -155,16 +155,12 @@ class FamilySpec(_Training):
 
     @model_validator(mode="after")
     def _message_space_bounded(self) -> FamilySpec:
-        if self.family in ONE_HOT_FAMILIES and self.k * self.nt > MAX_MESSAGE_BITS:
-            raise ValueError(
-                f"k*nt = {self.k * self.nt} bits: message spaces beyond 2^{MAX_MESSAGE_BITS} "
-                "are not supported"
-            )
+        check_message_space(self.family, self.k, self.nt)
         return self
 
     @property
     def receive_antennas(self) -> int:
-        return self.nt if self.nr is None else self.nr
+        return receive_antennas(self)
 
 
 def _spec_kind(value: Any) -> str:
@@ -177,12 +173,3 @@ Spec = Annotated[
     Annotated[FamilySpec, Tag("family")] | Annotated[ModelSpec, Tag("model")],
     Discriminator(_spec_kind),
 ]
-
-
-def canonical_json(spec: FamilySpec | ModelSpec) -> str:
-    """Stable JSON of a spec with defaults filled in, so equal specs hash equal."""
-    return json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-
-
-def spec_hash(spec: FamilySpec | ModelSpec) -> str:
-    return hashlib.sha256(canonical_json(spec).encode()).hexdigest()
