@@ -22,6 +22,15 @@ from estimator.engine import estimate
 from estimator.spec import FamilySpec
 from estimator.sweep import Grid, sweep
 
+GENERIC_SPEC = """\
+input_kind: real   # a generic layer list: read by PyYAML
+input_size: 8
+layers:
+  - {type: dense, units: 64, activation: relu}
+  - {type: batch_norm}
+  - {type: dense, units: 8}
+"""
+
 
 def cold_starts(starts: int) -> dict[str, float]:
     """Median wall times of bare Python, of importing pydantic and of `phymem gate`."""
@@ -29,10 +38,15 @@ def cold_starts(starts: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         spec = Path(folder, "bae.yaml")
         spec.write_text("family: bae\nk: 6\nnt: 4\n")
+        generic = Path(folder, "model.yaml")
+        generic.write_text(GENERIC_SPEC)
+        gate = [str(phymem), "gate", str(spec), "--device", "a100-80gb"]
         commands = {
             "bare": [sys.executable, "-c", "pass"],
             "pydantic": [sys.executable, "-c", "import pydantic; pydantic.BaseModel"],
-            "gate": [str(phymem), "gate", str(spec), "--device", "a100-80gb"],
+            "gate": gate,
+            "gate_framework": [*gate, "--mode", "framework"],
+            "gate_generic": [str(phymem), "gate", str(generic), "--device", "a100-80gb"],
         }
         times: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(starts):
@@ -89,14 +103,21 @@ Command: `{command}`
 | `python -c pass`, median of {args.starts} cold starts | {bare * 1000:.1f} ms |
 | `phymem gate spec.yaml --device a100-80gb`, median of {args.starts} | {gate * 1000:.1f} ms |
 | `python -c "import pydantic"`, median of {args.starts} | {starts["pydantic"] * 1000:.1f} ms |
-| **gate / bare Python** (target <= 3x) | **{gate / bare:.1f}x** |
+| **gate / bare Python** (target <= 3x) | **{gate / bare:.2f}x** |
+| `phymem gate spec.yaml --device a100-80gb --mode framework`, median of {args.starts} | \
+{starts["gate_framework"] * 1000:.1f} ms ({starts["gate_framework"] / bare:.2f}x) |
+| `phymem gate model.yaml ...` (a layer list: PyYAML), median of {args.starts} | \
+{starts["gate_generic"] * 1000:.1f} ms ({starts["gate_generic"] / bare:.2f}x) |
 | sweep of {count:,} configurations, fast path (`estimator.sweep`) | {fast_s:.2f} s |
 | the same configurations, one `estimate()` per config | {slow_s:.1f} s |
 | **loop / fast path** (target >= 20x), results identical | **{slow_s / fast_s:.0f}x** |
 """
+    verdict = "met" if gate <= 3 * bare else "NOT met"
     body += (
-        "\nThe gate validates specs with the same pydantic schema as the API; importing"
-        " pydantic alone costs the row above, so the 3x target is not met (see the issue note)."
+        f"\nGate target (<= 3x bare Python): {verdict}. The gate imports neither pydantic (the"
+        " row above) nor, for flat `key: value` files, PyYAML: clean specs are accepted"
+        " against the spec's generated JSON schema into plain records (`estimator/records.py`);"
+        " anything else goes through the pydantic spec, which words the error."
     )
     write_section("CLI: gate cold start and 1,000,000-config sweep", body)
     print(body)
