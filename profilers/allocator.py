@@ -27,22 +27,38 @@ on TF 2.21 (see benchmarks/accuracy.md for the spread):
 - Inter- and intra-op thread pools are pinned to one thread before any op runs.
 - The step function runs on TF's single-threaded executor
   (`function_executor_type("SINGLE_THREADED_EXECUTOR")`): the ops of the traced step run
-  one by one in a fixed topological order. With the default executor the calling thread
-  and the pool thread still race, so the order of allocations (and the peak) changed
-  from run to run (165.2M / 177.7M / 199.8M bytes for ae k=4 nt=2 B=256). Graphs the
-  single-threaded executor refuses (reference-typed edges, v1 control flow) fall back to
-  the default executor; `Measurement.executor` says which one ran.
+  one by one in one topological order (fixed within a process; see below). With the
+  default executor the calling thread and the pool thread still race, so the order of
+  allocations (and the peak) changed from run to run (165.2M / 177.7M / 199.8M bytes
+  for ae k=4 nt=2 B=256). Graphs the single-threaded executor refuses (reference-typed
+  edges, v1 control flow) fall back to the default executor; `Measurement.executor`
+  says which one ran.
 - `PYTHONHASHSEED=0` and a `gc.collect()` before each measured step, so Python-side
   ordering and garbage collection of eager tensors do not move between runs.
+- The input batch and labels are always copied into TF's allocator (`_batch_tensor`):
+  `tf.constant(ndarray)` copies the array with numpy (malloc'd, so its address varies
+  between processes) and TF aliases that copy when it is 64-byte aligned and copies it
+  into the allocator otherwise, so each of x and y was in the allocator in some processes
+  only (traced: the first divergence of two processes' allocation sequences, bae k=6
+  nt=2 B=256, 150.9M vs 159.5M).
+- The optimizer's slot variables are created eagerly when the model is built
+  (`profilers.builders.build`); Keras otherwise creates them while tracing the first step,
+  and tf.function lifts their initialisers into an `initialize_variables` graph whose op
+  order changed from process to process (the next divergence, 161M / 168M / 195M).
 
-What is left: different fresh processes still land on different peaks (up to 27% apart
-at batch 256, see the spread table of benchmarks/accuracy.md), each stable over its own
-steps, so the benchmark takes the median of several processes. Tried on the noisiest
-configs without effect on that spread: address-space randomisation off (`setarch -R`),
-`tf.config.experimental.enable_op_determinism()`, grappler's memory optimizer off
-(`RewriterConfig.memory_optimization = NO_MEM_OPT` in the function call's config: every
-graph then runs on the single-threaded executor, yet bae k=6 nt=2 B=256 still read
-148.8M / 182.3M / 167.7M / 167.7M), and Keras `fit` instead of `train_on_batch`.
+What is left: the step function's graph is still ordered per process. TF's
+single-threaded executor orders (and creates the kernels of, so allocates the constants
+of) the nodes by `GetReversePostOrder(graph)` without a stable comparator; the DFS walks
+each node's out-edges, which TF keeps in a hash set keyed by the Edge pointer once there
+are more than eight (gtl::FlatSet, graph/edgeset.h), so heap addresses decide the order
+of independent nodes (first divergence of two traces after the two fixes above: the order of the
+graph's ~35 constants, some batch-sized). On the grid, 89 of 125 runs now lie within
+0.5% of their config's median (77 before the two fixes), but a minority of processes
+still lands on other layouts (up to 29% apart at batch 256; benchmarks/accuracy.md), so
+the benchmark still takes the median of several processes. Also without effect on that
+spread: `MALLOC_ARENA_MAX=1`; tried earlier: address-space randomisation off (`setarch -R`),
+`tf.config.experimental.enable_op_determinism()`, grappler's memory optimizer off, Keras
+`fit` instead of `train_on_batch`.
 """
 
 from __future__ import annotations
@@ -72,6 +88,7 @@ CHILD_ENV = {
 HIDE_GPUS = {"CUDA_VISIBLE_DEVICES": ""}  # CPU measurements only: GPU jobs need their GPU
 SINGLE_THREADED_EXECUTOR = "SINGLE_THREADED_EXECUTOR"
 WARM_UP_STEPS = 3  # before the measured steps; estimator.framework replays as many
+_EIGEN_ALIGNMENT = 64  # TF aliases numpy buffers aligned to this, copies the others
 
 
 def child_env(device: str) -> dict[str, str]:
@@ -133,6 +150,28 @@ def _device_total(device: str) -> int | None:
         return None
 
 
+def _batch_tensor(tf: Any, array: Any) -> Any:
+    """A tensor copied into TF's allocator exactly once, whatever the array's address.
+
+    `tf.constant(ndarray)` copies the array with numpy (malloc: its address varies from
+    process to process) and TF then aliases that copy when it is 64-byte aligned
+    (EIGEN_MAX_ALIGN_BYTES) and copies it into the allocator otherwise. Handing TF an
+    array placed 16 bytes past a 64-byte boundary always takes the copy.
+    """
+    import numpy as np
+    from tensorflow.python.eager import context
+    from tensorflow.python.framework import ops
+
+    buffer = np.empty(array.nbytes + 2 * _EIGEN_ALIGNMENT, dtype=np.uint8)
+    start = -buffer.ctypes.data % _EIGEN_ALIGNMENT + 16
+    staged = buffer[start : start + array.nbytes].view(array.dtype).reshape(array.shape)
+    staged[...] = array
+    dtype = tf.as_dtype(array.dtype).as_datatype_enum
+    ctx = context.context()
+    ctx.ensure_initialized()
+    return ops.EagerTensor(staged, ctx.device_name, dtype)
+
+
 def _step_function(tf: Any, model: Any, x: Any, y: Any) -> Any:
     from tensorflow.python.eager import context
 
@@ -178,7 +217,7 @@ def measure(
         with tf.device(device):
             built = build(spec, seed=seed)
             x_np, y_np = make_batch(spec, seed=seed)
-            x, y = tf.constant(x_np), tf.constant(y_np)
+            x, y = _batch_tensor(tf, x_np), _batch_tensor(tf, y_np)
             del x_np, y_np
             step = _step_function(tf, built.model, x, y)
             result.executor = _warm_up(tf, step)  # tracing, optimizer slots

@@ -19,7 +19,14 @@ Choices that the spec leaves open:
 - The embedding layer is followed by a reshape to `input_size * output_dim` features.
 - The complex channel draws a fresh Rayleigh matrix H (nr x nt, CN(0, 1) entries) per
   sample, shared by the sample's `uses` channel uses; reals are laid out as
-  [Re x (uses*nt) | Im x (uses*nt)] and the output as [Re y | Im y].
+  [Re x (uses*nt) | Im x (uses*nt)] and the output as [Re y | Im y]. Its random draws
+  use the layer's own `SeedGenerator`, created with the layer.
+- Every variable exists once `build` returns: the optimizer is built eagerly
+  (`optimizer.build(model.trainable_variables)`: its slots are zeros filled one after
+  another, in variable order), and the channel's seed generator is the layer's. Keras
+  would otherwise create them while tracing the first train step, and tf.function lifts
+  such initialisers into an `initialize_variables` graph whose op order (so where the
+  slots land in the allocator) changed between processes (profilers/allocator.py).
 """
 
 from __future__ import annotations
@@ -61,6 +68,8 @@ def _custom_layers() -> tuple[type, type]:
         def __init__(self, nt: int, nr: int, uses: int, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self.nt, self.nr, self.uses = nt, nr, uses
+            # created here (eagerly), not lazily while the step function is traced
+            self.seed_generator = keras.random.SeedGenerator()
 
         def call(self, x: Any) -> Any:
             batch = ops.shape(x)[0]
@@ -68,8 +77,9 @@ def _custom_layers() -> tuple[type, type]:
             xr = ops.reshape(x[:, :half], (batch, self.uses, self.nt))
             xi = ops.reshape(x[:, half:], (batch, self.uses, self.nt))
             scale = float(np.sqrt(0.5))
-            hr = keras.random.normal((batch, self.nr, self.nt), stddev=scale, dtype=x.dtype)
-            hi = keras.random.normal((batch, self.nr, self.nt), stddev=scale, dtype=x.dtype)
+            shape, seed = (batch, self.nr, self.nt), self.seed_generator
+            hr = keras.random.normal(shape, stddev=scale, dtype=x.dtype, seed=seed)
+            hi = keras.random.normal(shape, stddev=scale, dtype=x.dtype, seed=seed)
             yr = ops.einsum("bij,buj->bui", hr, xr) - ops.einsum("bij,buj->bui", hi, xi)
             yi = ops.einsum("bij,buj->bui", hr, xi) + ops.einsum("bij,buj->bui", hi, xr)
             out = self.uses * self.nr
@@ -178,6 +188,7 @@ def build(spec: FamilySpec | ModelSpec, *, seed: int | None = 0) -> BuiltModel:
         loss=model_spec.loss,
         jit_compile=False,
     )
+    model.optimizer.build(model.trainable_variables)  # eagerly (see the module docstring)
     return BuiltModel(model, model_spec, resolved, groups)
 
 

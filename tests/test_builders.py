@@ -88,3 +88,20 @@ def test_make_batch_labels() -> None:
     assert x.shape == (32, 1) and y.shape == (32,) and (x[:, 0] == y).all()
     x, y = make_batch(FamilySpec(family="bae", **SMALL))  # type: ignore[arg-type]
     assert set(x.ravel().tolist()) <= {0.0, 1.0} and (x == y).all()
+
+
+def test_every_variable_exists_before_the_first_step() -> None:
+    """Slots and seed state are made eagerly, not while the step function is traced (their
+    lifted initialisers ran in a per-process order: profilers/allocator.py)."""
+    built = build(FamilySpec(family="bae", **SMALL))  # type: ignore[arg-type]
+    model = built.model
+    assert model.optimizer.built
+    slots = [v for v in model.optimizer.variables if "momentum" in v.path or "velocity" in v.path]
+    assert len(slots) == 2 * len(model.trainable_variables)
+    groups = zip(built.groups, built.resolved, strict=True)
+    channel = next(g[0] for g, r in groups if r.type == "complex_channel")
+    state = channel.seed_generator.state
+    before = [id(v) for v in model.variables]
+    x, y = make_batch(FamilySpec(family="bae", **SMALL))  # type: ignore[arg-type]
+    model.train_on_batch(x, y)
+    assert [id(v) for v in model.variables] == before and id(state) in before

@@ -13,7 +13,11 @@ from estimator.framework import (
     MIB,
     FrameworkCostModel,
     _Bfc,
+    _Generator,
+    _loss_constants,
+    _Plan,
     _rewritten,
+    _simulate,
 )
 from estimator.layers import resolve
 from estimator.spec import FamilySpec, ModelSpec
@@ -96,18 +100,44 @@ def test_grappler_rewrites_the_addn_only_under_memory_pressure() -> None:
     assert any("grappler" in row.note for row in big.layers)
 
 
-# Fresh processes land on one of a few BFC layouts (even the single-threaded executor's
-# op order differs between processes for the same graph; 3 warm-up steps make the steps
-# of one process agree, not the processes), so a config is measured 3 times: the
-# estimate must be within `nearest` of one run (it predicts one of the layouts the
-# allocator ends up in) and within `median` of the median run. Observed on the 2-core
-# CPU VM with 3 warm-up steps, error against each run: bae k3/nt3 -0.8, -6.8, -0.7%;
-# tanh-bae momentum -0.7, -3.2, -0.7%; ae sgd -0.3, -0.3, -0.7%. The generic model's
-# peak spread over 44.2M-62.0M in 15 processes (traces: different op orders and
-# residents); the estimate, 57.7M, read +5.7/+7.7/+30.7% in the latest set of runs and
-# +5.6/+14.5/+1.7%, +3.6/+19.4/+19.4%, +14.4/+16.8/+14.4% in earlier ones (1 warm-up
-# step), hence its wide tolerances. The grid's worst config is 10% off its median run
-# (benchmarks/accuracy.md). What the mode achieves, not the 5% goal.
+def _plan(spec: FamilySpec) -> _Plan:
+    model = model_for(spec, "framework")
+    layers = resolve(model)
+    return _Plan(model, layers, _rewritten(model, layers, CPU_DEVICE_MEMORY_LIMIT))
+
+
+def test_step_graph_constants_and_the_fused_softmax_loss() -> None:
+    """The step graph's constants come before the first step; a rewritten AddN's zeros,
+    allocated after the small ones have used up the small free chunks, takes a whole
+    32 MiB region (traced: bae k=6 nt=2 B=2048, AddN_2/tmp_var_zeros in 33,450,496 bytes)."""
+    bae = _plan(FamilySpec(family="bae", k=6, nt=2, batch=2048))
+    assert bae.rewritten is not None and not bae.fused_softmax_loss
+    assert _loss_constants(bae) == [2048 * 12 * 4] * 3  # binary cross-entropy, 12 bits
+    trace = _Generator(bae).run()
+    peak = _simulate(trace)
+    size, row = 2048 * bae.layers[bae.rewritten].out_features * 4, bae.rewritten + 1
+    zeros = next(  # the first batch-sized tensor of the batch norm: made before any step
+        t
+        for t in trace.events
+        if t >= 0 and (trace.tensors[t].layer, trace.tensors[t].size) == (row, size)
+    )
+    assert 31 * MIB < dict(peak.live)[zeros] < 2 * size  # whole: just under twice the request
+    ae = _plan(FamilySpec(family="ae", k=6, nt=2, batch=256))
+    assert ae.fused_softmax_loss and _loss_constants(ae) == [256 * 4]
+    assert not ae.needs_output(len(ae.layers) - 1)  # the logits are kept, not its softmax
+
+
+# Fresh processes land on one of a few BFC layouts (the executor orders a graph's
+# independent nodes by Edge pointer, so per process: profilers/allocator.py; 3 warm-up
+# steps make the steps of one process agree, not the processes), so a config is measured 3
+# times: the estimate must be within `nearest` of one run (it predicts one of the layouts
+# the allocator ends up in) and within `median` of the median run. Observed on the 2-core
+# CPU VM (5 runs each, eager optimizer build, batch always copied into the allocator),
+# error against each run: bae k3/nt3 +0.3, -0.1, +0.3, -0.0, +0.1%; tanh-bae momentum
+# -0.4, -0.3, -0.6, -0.2, -0.6%; ae sgd +6.1, +0.2, +0.2, +6.5, +0.1% (two layouts, 29.0M
+# and 30.7M, hence its wider `nearest`); the generic model -0.1, +4.0, -7.3, +8.4, -0.1%
+# (49.4M-57.8M; before the measurement fixes it spread over 44.2M-62.0M). What the mode
+# achieves on the grid is in benchmarks/accuracy.md.
 GENERIC = ModelSpec.model_validate(
     {
         "input_kind": "real",
@@ -129,10 +159,10 @@ OUTSIDE_GRID: list[tuple[FamilySpec | ModelSpec, float, float]] = [  # spec, nea
         0.05,
         0.10,
     ),
-    (FamilySpec(family="ae", k=3, nt=2, ht=128, hr=1024, batch=512, optimizer="sgd"), 0.05, 0.10),
-    # Its fresh-process peaks spread by 40% (44.2M to 62.0M): the median bound must cover
-    # two low runs out of three (the estimate is +30.7% of the lowest) to not be flaky.
-    (GENERIC, 0.20, 0.35),
+    (FamilySpec(family="ae", k=3, nt=2, ht=128, hr=1024, batch=512, optimizer="sgd"), 0.08, 0.10),
+    # Its fresh-process peaks spread by 17% (49.4M to 57.8M): the median bound must cover
+    # two low runs out of three (the estimate is +8.4% of the lowest) to not be flaky.
+    (GENERIC, 0.10, 0.15),
 ]
 RUNS = 3
 

@@ -123,3 +123,18 @@ def test_real_pynvml_does_not_crash_here() -> None:
     report = sampler.stop()
     sampler.close()
     assert report.available in (True, False)
+
+
+@pytest.mark.tensorflow
+def test_batch_tensor_is_a_copy_whatever_the_alignment() -> None:
+    tf = pytest.importorskip("tensorflow")
+    import numpy as np
+
+    from profilers.allocator import _batch_tensor
+
+    for array in (np.arange(24, dtype=np.float32).reshape(4, 6), np.arange(5, dtype=np.int32)):
+        tensor = _batch_tensor(tf, array)
+        assert tensor.dtype == array.dtype and tuple(tensor.shape) == array.shape
+        expected = array.copy()
+        array += 1  # the tensor owns its buffer: the array's later changes do not show
+        assert (tensor.numpy() == expected).all()
