@@ -16,6 +16,7 @@ from app.specio import UsageError, validation_message
 from app.specio import build_spec as _build_spec
 from app.specio import parse_mode as _mode
 from app.specio import resolve_vram as _vram
+from estimator.engine import DEFAULT_MODE
 
 if TYPE_CHECKING:
     from estimator.engine import Estimate
@@ -137,7 +138,7 @@ def estimate(
     precision: PrecisionOpt = None,
     optimizer: OptimizerOpt = None,
     embedding_size: EmbeddingOpt = None,
-    mode: ModeOpt = "paper",
+    mode: ModeOpt = DEFAULT_MODE,
     as_json: JsonOpt = False,
 ) -> None:
     """Estimate the training memory of one spec, layer by layer."""
@@ -291,7 +292,7 @@ def max_batch(
     embedding_size: EmbeddingOpt = None,
     vram: VramOpt = None,
     device: DeviceOpt = None,
-    mode: ModeOpt = "paper",
+    mode: ModeOpt = DEFAULT_MODE,
     as_json: JsonOpt = False,
 ) -> None:
     """The largest batch that fits a memory size or a device."""
@@ -320,7 +321,7 @@ def max_nt(
     optimizer: OptimizerOpt = None,
     vram: VramOpt = None,
     device: DeviceOpt = None,
-    mode: ModeOpt = "paper",
+    mode: ModeOpt = DEFAULT_MODE,
     as_json: JsonOpt = False,
 ) -> None:
     """The largest number of transmit antennas N_T (N_R = N_T) that fits."""
@@ -338,7 +339,7 @@ def max_k(
     optimizer: OptimizerOpt = None,
     vram: VramOpt = None,
     device: DeviceOpt = None,
-    mode: ModeOpt = "paper",
+    mode: ModeOpt = DEFAULT_MODE,
     as_json: JsonOpt = False,
 ) -> None:
     """The largest bits per antenna k that fits."""

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from app.specio import UsageError, parse_mode, resolve_vram
+from estimator.engine import DEFAULT_MODE
 
 EXIT_FITS, EXIT_EXCEEDS, EXIT_INVALID = 0, 1, 2
 FORMATS = ("text", "json", "junit")
@@ -47,7 +48,7 @@ def parser(with_help: bool = True) -> argparse.ArgumentParser:
     gate.add_argument("spec_files", nargs="*", type=Path, help="Spec files (YAML or JSON).")
     gate.add_argument("--vram", help="Memory size, e.g. 80GiB or 40GB.")
     gate.add_argument("--device", help="A device name, e.g. a100-80gb.")
-    gate.add_argument("--mode", default="paper", help="paper | framework")
+    gate.add_argument("--mode", default=DEFAULT_MODE, help="framework | paper")
     gate.add_argument("--format", dest="output_format", default="text", help="text|json|junit")
     return gate
 

@@ -8,7 +8,7 @@ run before any config its n+1-th), and the median run is compared with the frame
 the paper estimates. Writes benchmarks/accuracy.csv and benchmarks/accuracy.md; a
 hand-written "## Status" section already in accuracy.md is kept.
 
-    .venv/bin/python -m benchmarks.accuracy                 # measure the grid, write both
+    .venv/bin/python -m benchmarks.accuracy                 # measure the grid (15 runs each)
     .venv/bin/python -m benchmarks.accuracy --shard 0/2 --cache /tmp/m0.json  # 2 processes
     .venv/bin/python -m benchmarks.accuracy --cache /tmp/m0.json --merge /tmp/m1.json \
         --report-only
@@ -118,7 +118,12 @@ def error_pct(estimated: int, measured: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2, help="measured steps (the model: 2)")
-    parser.add_argument("--runs", type=int, default=5, help="fresh runs per config (median)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=15,
+        help="fresh runs per config (median: processes land on a few allocator layouts)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="fresh runs of SPREAD configs")
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--report-only", action="store_true")

@@ -49,9 +49,10 @@ def test_table2_estimate_is_stored_once(client: Any, app: Any) -> None:
     assert body["layers"] == expected.to_dict()["layers"]
     assert body["breakdown"] == expected.to_dict()["breakdown"]
 
-    # The same spec, spelled differently (defaults given, mode left out), is the same row.
+    # The same spec, spelled differently (defaults given, keys reordered), is the same row.
     again = client.post(
-        "/v1/estimates", json={"nt": 4, "k": 6, "family": "ae", "ht": 256, "batch": 2048}
+        "/v1/estimates",
+        json={"nt": 4, "k": 6, "family": "ae", "ht": 256, "batch": 2048, "mode": "paper"},
     )
     assert again.status_code == 200
     assert again.json()["id"] == body["id"]
@@ -63,10 +64,19 @@ def test_table2_estimate_is_stored_once(client: Any, app: Any) -> None:
     assert read.status_code == 200
     assert read.json() == body
 
+    # Without a mode: the framework mode, a second estimate of the same spec row.
+    default = client.post("/v1/estimates", json={"family": "ae", "k": 6, "nt": 4})
+    assert default.status_code == 200, default.text
+    assert default.json()["mode"] == "framework" and default.json()["id"] != body["id"]
+    expected = estimate(FamilySpec(family="ae", k=6, nt=4), "framework")
+    assert default.json()["total_bytes"] == expected.total_bytes
+    assert count(app, Spec) == 1
+    assert count(app, Estimate) == 2
+
 
 def test_huge_totals_round_trip_exactly(client: Any, app: Any) -> None:
     spec = FamilySpec(family="ae", k=64, nt=10)
-    exact = estimate(spec, "paper").total_bytes
+    exact = estimate(spec).total_bytes  # the default mode, as the request below
     assert exact > 2**600
     created = client.post("/v1/estimates", json={"family": "ae", "k": 64, "nt": 10})
     assert created.status_code == 200, created.text
@@ -75,7 +85,7 @@ def test_huge_totals_round_trip_exactly(client: Any, app: Any) -> None:
     read = client.get(f"/v1/estimates/{created.json()['id']}").json()
     assert read["total_bytes"] == exact
     assert int(read["total_bytes_decimal"]) == exact
-    assert read["breakdown"] == estimate(spec, "paper").to_dict()["breakdown"]
+    assert read["breakdown"] == estimate(spec).to_dict()["breakdown"]
     with app.state.sessionmaker() as session:
         assert session.scalar(select(Estimate.total_bytes)) == str(exact)
         assert json.loads(session.scalar(select(Spec.canonical_json))) == json.loads(
@@ -230,10 +240,19 @@ def test_sweeps(client: Any, settings: Any) -> None:
 
     too_big = {"k": list(range(1, 101)), "nt": list(range(1, 81)), "batch": list(range(1, 40))}
     assert Grid(**too_big).size > settings.max_sweep_cells
-    response = client.post("/v1/sweeps", json=too_big)
+    response = client.post("/v1/sweeps", json=too_big | {"mode": "paper"})
     assert response.status_code == 422
     assert fields(response) == ["k"]
-    assert str(settings.max_sweep_cells) in response.json()["detail"]
+    assert f"at most {settings.max_sweep_cells} are allowed in paper mode" in response.text
+    # Each framework cell simulates the allocator: a smaller limit in that mode.
+    medium = {"k": list(range(1, 41)), "nt": list(range(1, 31))}
+    assert settings.max_framework_sweep_cells < Grid(**medium).size <= settings.max_sweep_cells
+    response = client.post("/v1/sweeps", json=medium)
+    assert response.status_code == 422 and fields(response) == ["k"]
+    assert f"at most {settings.max_framework_sweep_cells} are allowed in framework" in (
+        response.text
+    )
+    assert client.post("/v1/sweeps", json=medium | {"mode": "paper"}).status_code == 200
 
     response = client.post("/v1/sweeps", json={"k": [64], "nt": [1000]})
     assert response.status_code == 422 and fields(response) == ["k"]
@@ -255,7 +274,7 @@ def test_gate(client: Any) -> None:
         ("ae-k6-nt4", False),
         ("specs[1]", True),
     ]
-    response = client.post("/v1/gate", json={"vram": "1TiB", "specs": specs[:1]})
+    response = client.post("/v1/gate", json={"vram": "2TiB", "specs": specs[:1]})
     assert response.json()["fits"] is True and response.json()["device"] is None
 
     response = client.post("/v1/gate", json={"specs": specs})
@@ -275,7 +294,7 @@ def test_max_batch(client: Any) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
     vram = DEVICES["h100-80gb"].memory_bytes
-    assert body["max_batch"] == max_batch(FamilySpec(**spec), vram, "paper") > 0
+    assert body["max_batch"] == max_batch(FamilySpec(**spec), vram) > 0  # framework mode
     assert body["total_bytes"] <= vram
     tiny = client.post("/v1/max-batch", json={"vram": "1MiB", "spec": spec}).json()
     assert tiny["max_batch"] == 0 and tiny["fits"] is False and tiny["total_bytes"] is None

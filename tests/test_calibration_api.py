@@ -7,12 +7,13 @@ from app.db.models import Measurement
 from estimator.calibration import A100_PRIOR_OFFSET_BYTES
 
 
-def _store_pairs(client, db_url, device, gap):
-    """Three estimates over HTTP and a measurement `gap` bytes above each, in the DB."""
+def _store_pairs(client, db_url, device, gap, mode="paper"):
+    """Three `mode` estimates over HTTP and a measurement `gap` bytes above each, in the DB."""
     engine = create_engine(db_url)
     with Session(engine) as session:
         for k in (2, 4, 6):
-            body = client.post("/v1/estimates", json={"family": "bae", "k": k, "nt": 2}).json()
+            spec = {"family": "bae", "k": k, "nt": 2, "mode": mode}
+            body = client.post("/v1/estimates", json=spec).json()
             measured = body["total_bytes"] + gap
             session.add(
                 Measurement(

@@ -64,8 +64,11 @@ def test_estimate_json_has_exact_totals():
 
 
 def test_estimate_table_for_people():
-    out = run("estimate", "--family", "bae", "--k", "2", "--nt", "2", check_rc=0).stdout
+    args = ("estimate", "--family", "bae", "--k", "2", "--nt", "2")
+    out = run(*args, "--mode", "paper", check_rc=0).stdout
     assert "Breakdown" in out and "0.7410" in out
+    framework = run(*args, check_rc=0).stdout  # the default mode
+    assert "framework mode" in framework and "Breakdown" in framework
 
 
 def test_estimate_from_spec_file_with_generic_layers(tmp_path):
@@ -77,7 +80,8 @@ def test_estimate_from_spec_file_with_generic_layers(tmp_path):
         "  - {type: dense, units: 2}\n"
     )
     data = json.loads(run("estimate", str(spec), "--json", check_rc=0).stdout)
-    assert [row["params"] for row in data["layers"][:3]] == [8 * 4 + 4, 8, 4 * 2 + 2]
+    layers = [row for row in data["layers"] if row["index"] is not None]
+    assert [row["params"] for row in layers] == [8 * 4 + 4, 8, 4 * 2 + 2]
 
 
 def test_table2_json_matches_the_paper():
@@ -92,10 +96,12 @@ def test_table2_json_matches_the_paper():
 
 def test_gate_exit_codes(specs):
     ae, bae = specs
-    failing = run("gate", str(ae), str(bae), "--device", "a100-80gb")
+    failing = run("gate", str(ae), str(bae), "--device", "a100-80gb", "--mode", "paper")
     assert failing.returncode == 1
     assert "FAIL" in failing.stdout and "800.9" in failing.stdout
     assert run("gate", str(bae), "--vram", "80GiB").returncode == 0
+    framework = run("gate", str(ae), str(bae), "--device", "a100-80gb")  # the default mode
+    assert framework.returncode == 1 and "1072 GiB" in framework.stdout
 
 
 def test_gate_junit_lists_each_spec(specs):

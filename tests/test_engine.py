@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from estimator.engine import estimate
+from estimator.engine import MODES, estimate
 from estimator.families import expand, message_size
 from estimator.layers import resolve
 from estimator.search import max_batch, max_k, max_nt
@@ -64,13 +64,15 @@ def test_spec_hash_ignores_how_defaults_were_given():
     )
 
 
-def test_sweep_equals_one_estimate_per_config():
+@pytest.mark.parametrize("mode", MODES)
+def test_sweep_equals_one_estimate_per_config(mode):
     grid = Grid(
         family=["ae", "ae-embedding", "bae", "tanh-bae"],
         k=[2, 5],
         nt=[1, 3],
         batch=[1, 64, 2048],
         precision=["fp32", "mixed"],
+        mode=mode,
     )
     rows = list(sweep(grid))
     assert len(rows) == grid.size
@@ -78,7 +80,7 @@ def test_sweep_equals_one_estimate_per_config():
         spec = FamilySpec(
             family=row.family, k=row.k, nt=row.nt, batch=row.batch, precision=row.precision
         )
-        assert row.total_bytes == estimate(spec, "paper").total_bytes
+        assert row.total_bytes == estimate(spec, mode).total_bytes
 
 
 @settings(max_examples=60, deadline=None)

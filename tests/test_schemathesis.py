@@ -48,7 +48,13 @@ _calls: dict[str, int] = {}
 _DIR = Path(tempfile.mkdtemp(prefix="phymem-schemathesis-"))
 _URL = f"sqlite:///{_DIR / 'phymem.db'}"
 _APP = create_app(
-    Settings(database_url=_URL, data_dir=_DIR, max_sweep_cells=2000, check_migrations=False)
+    Settings(
+        database_url=_URL,
+        data_dir=_DIR,
+        max_sweep_cells=2000,
+        max_framework_sweep_cells=50,
+        check_migrations=False,
+    )
 )
 schema = schemathesis.openapi.from_asgi("/openapi.json", _APP)
 schema.config.generation.update(

@@ -20,7 +20,12 @@ class Settings(BaseSettings):
     )
     api_key: SecretStr | None = Field(default=None, description="Key required to submit jobs.")
     max_body_bytes: int = Field(default=1_048_576, ge=1, description="Largest request body.")
-    max_sweep_cells: int = Field(default=100_000, ge=1, description="Largest sweep grid.")
+    max_sweep_cells: int = Field(default=100_000, ge=1, description="Largest paper-mode sweep.")
+    max_framework_sweep_cells: int = Field(
+        default=1_000,
+        ge=1,
+        description="Largest framework-mode sweep (each cell simulates the allocator, ~10 ms).",
+    )
     max_gate_specs: int = Field(default=1_000, ge=1, description="Most specs in one gate call.")
     cache_size: int = Field(default=4096, ge=0, description="Estimates kept in memory per worker.")
     check_migrations: bool = Field(default=True, description="Refuse to start unmigrated.")

@@ -27,7 +27,8 @@ def run_sweep(grid: Grid, max_cells: int) -> dict[str, Any]:
         shape = " x ".join(f"{len(getattr(grid, name))} {name}" for name in _GRID_LISTS)
         raise invalid(
             longest,
-            f"the grid has {grid.size} cells ({shape}); at most {max_cells} are allowed: "
+            f"the grid has {grid.size} cells ({shape}); at most {max_cells} are allowed in "
+            f"{grid.mode} mode: "
             f"list fewer values (the longest list is '{longest}')",
         )
     bits = max(grid.k) * max(grid.nt)

@@ -58,8 +58,12 @@ _MAX_BATCH_EXAMPLES = {
 def create_sweep(
     grid: Annotated[SweepRequest, Body(openapi_examples=_SWEEP_EXAMPLES)], settings: SettingsDep
 ) -> Any:
-    """Totals for every combination of the listed values (limited to max_sweep_cells)."""
-    return planning.run_sweep(grid, settings.max_sweep_cells)
+    """Totals for every combination of the listed values (at most max_sweep_cells in paper
+    mode, max_framework_sweep_cells in framework mode)."""
+    limit = settings.max_sweep_cells
+    if grid.mode == "framework":
+        limit = settings.max_framework_sweep_cells
+    return planning.run_sweep(grid, limit)
 
 
 @router.post("/gate", response_model=GateOut, summary="Does each spec fit a device?")
