@@ -7,9 +7,10 @@ profilers/allocator.py measures it: the process builds the model, runs WARM_UP_S
 warm-up steps (3: the first instantiates the step function; by the third the
 allocator's layout has settled, so the measured steps of one process agree), then MEASURED_STEPS
 steps, and reports the largest per-step `get_memory_info` peak. The
-allocation sequence was read off BFC allocator traces (TF profiler memory events; replaying
-a traced sequence through the model below reproduces the traced peak to the byte, see
-benchmarks/accuracy.md). Its mechanisms:
+allocation sequence was read off BFC allocator traces (TF profiler memory events,
+`python -m profilers.trace`; replaying a traced sequence through the model below gives
+TF's chunk sizes and bytes in use at every event, which tests/test_profilers.py checks).
+Its mechanisms:
 
 Building the model (eager, in layer order)
   - a Dense/Embedding kernel is drawn by Keras' uniform initialiser: a uniform sample, its

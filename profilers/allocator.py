@@ -128,7 +128,7 @@ def parse_spec(text: str) -> FamilySpec | ModelSpec:
     return ModelSpec.model_validate(data)
 
 
-def _pin_threads(tf: Any) -> None:
+def pin_threads(tf: Any) -> None:
     try:
         tf.config.threading.set_inter_op_parallelism_threads(1)
         tf.config.threading.set_intra_op_parallelism_threads(1)
@@ -208,7 +208,7 @@ def measure(
         os.environ.setdefault(key, value)
     import tensorflow as tf
 
-    _pin_threads(tf)
+    pin_threads(tf)
     from profilers.builders import build, make_batch
 
     result = Measurement(status="failed", tf_version=tf.__version__, device=device)

@@ -138,3 +138,35 @@ def test_batch_tensor_is_a_copy_whatever_the_alignment() -> None:
         expected = array.copy()
         array += 1  # the tensor owns its buffer: the array's later changes do not show
         assert (tensor.numpy() == expected).all()
+
+
+@pytest.mark.tensorflow
+def test_a_traced_process_replays_exactly_through_the_framework_allocator(tmp_path) -> None:
+    """`profilers.trace`: TF's own allocation events, replayed through the framework mode's
+    BFC model, give the same chunk sizes and bytes in use at every event."""
+    pytest.importorskip("tensorflow")
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from profilers.allocator import REPO_ROOT
+    from profilers.trace import first_divergence, replay
+
+    spec = tmp_path / "bae.json"
+    spec.write_text('{"family": "bae", "k": 2, "nt": 2, "ht": 32, "hr": 64, "batch": 64}')
+    out = tmp_path / "trace.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    command = [sys.executable, "-m", "profilers.trace", "record", str(spec), str(out)]
+    subprocess.run(command, check=True, capture_output=True, env=env, cwd=REPO_ROOT)
+    data = json.loads(out.read_text())
+    assert data["measurement"]["status"] == "ok"
+    events = data["events"]
+    result = replay(events)
+    assert result.events == len(events) > 1000
+    assert result.mismatches == 0, result
+    assert result.model_peak == result.traced_peak >= data["measurement"]["peak_bytes"]
+    assert first_divergence(events, events) is None
+    changed = [dict(event) for event in events]
+    changed[10]["requested_bytes"] = int(changed[10]["requested_bytes"]) + 1
+    assert first_divergence(events, changed) == 10

@@ -1,0 +1,148 @@
+"""Whole-process traces of TensorFlow's allocator: what the framework mode is checked against.
+
+    python -m profilers.trace record SPEC.json OUT.json   # measure with TF's profiler on
+    python -m profilers.trace replay OUT.json             # through estimator.framework's BFC
+    python -m profilers.trace diff A.json B.json          # where two processes part
+
+`record` measures a spec as `profilers.allocator` does (same settings: run it in a fresh
+process) with TensorFlow's profiler on, and keeps every allocation and deallocation of the
+CPU allocator in order: requested and allocated bytes, address, the allocator's bytes in use
+after the event, and the op. `replay` runs the sequence through the framework mode's model
+of the BFC allocator (`estimator.framework._Bfc`) and counts the events where the model's
+chunk size or bytes in use differ from TensorFlow's: zero means the allocator model is exact
+and any error of the framework mode lies in the sequence it generates. `diff` finds the
+first event where two traces of one spec differ, which is how the per-process differences
+described in `profilers/allocator.py` were found.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from estimator.spec import FamilySpec, ModelSpec
+
+Event = dict[str, Any]
+
+
+def record(spec: FamilySpec | ModelSpec, steps: int = 2) -> dict[str, Any]:
+    """Measure `spec` in this process with the profiler on; the measurement and its events."""
+    from profilers import allocator
+
+    for key, value in allocator.child_env("CPU:0").items():
+        os.environ.setdefault(key, value)
+    import tensorflow as tf
+
+    allocator.pin_threads(tf)  # before the profiler starts TensorFlow's runtime
+    folder = tempfile.mkdtemp(prefix="phymem-trace-")
+    tf.profiler.experimental.start(folder)
+    try:
+        measurement = allocator.measure(spec, steps=steps)
+    finally:
+        tf.profiler.experimental.stop()
+    return {"measurement": measurement.__dict__, "events": _memory_events(folder)}
+
+
+def _memory_events(folder: str) -> list[Event]:
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    (path,) = glob.glob(f"{folder}/plugins/profile/*/*.xplane.pb")
+    space = xplane_pb2.XSpace()
+    with open(path, "rb") as handle:
+        space.ParseFromString(handle.read())
+    events: list[Event] = []
+    for plane in space.planes:
+        names = {key: value.name for key, value in plane.event_metadata.items()}
+        stats = {key: value.name for key, value in plane.stat_metadata.items()}
+        for line in plane.lines:
+            for event in line.events:
+                name = names.get(event.metadata_id, "")
+                if name not in ("MemoryAllocation", "MemoryDeallocation"):
+                    continue
+                fields: Event = {"kind": "alloc" if name == "MemoryAllocation" else "free"}
+                fields["t_ps"] = line.timestamp_ns * 1000 + event.offset_ps
+                for stat in event.stats:
+                    value_field = stat.WhichOneof("value")
+                    value = getattr(stat, value_field) if value_field else None
+                    if value_field == "ref_value":
+                        value = stats.get(value)
+                    fields[stats.get(stat.metadata_id, str(stat.metadata_id))] = value
+                events.append(fields)
+    events.sort(key=lambda event: event["t_ps"])
+    return events
+
+
+@dataclass
+class Replay:
+    events: int
+    mismatches: int  # events where the model's chunk size or bytes in use differ
+    first_mismatch: int | None
+    model_peak: int
+    traced_peak: int
+
+
+def replay(events: list[Event]) -> Replay:
+    """Run a traced sequence through the framework mode's BFC model, event by event."""
+    from estimator.framework import _Bfc
+
+    bfc, live = _Bfc(), {}
+    mismatches, first, model_peak, traced_peak = 0, None, 0, 0
+    for n, event in enumerate(events):
+        if event["kind"] == "alloc":
+            chunk = live[event["addr"]] = bfc.allocate(int(event["requested_bytes"]))
+            differs = chunk.size != int(event["allocation_bytes"])
+        else:
+            bfc.release(live.pop(event["addr"]))
+            differs = False
+        differs = differs or bfc.in_use != int(event["bytes_allocated"])
+        if differs:
+            mismatches += 1
+            first = n if first is None else first
+        model_peak = max(model_peak, bfc.in_use)
+        traced_peak = max(traced_peak, int(event["bytes_allocated"]))
+    return Replay(len(events), mismatches, first, model_peak, traced_peak)
+
+
+def first_divergence(a: list[Event], b: list[Event]) -> int | None:
+    """Index of the first event whose kind, requested size or op differs (None: none)."""
+
+    def key(event: Event) -> tuple[Any, ...]:
+        return event["kind"], event.get("requested_bytes"), event.get("tf_op")
+
+    for n, (left, right) in enumerate(zip(a, b, strict=False)):
+        if key(left) != key(right):
+            return n
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+def main(argv: list[str]) -> int:
+    command, *paths = argv
+    if command == "record":
+        from profilers.allocator import parse_spec
+
+        with open(paths[0]) as handle:
+            spec = parse_spec(handle.read())
+        with open(paths[1], "w") as handle:
+            json.dump(record(spec), handle)
+        return 0
+    traces = []
+    for path in paths:
+        with open(path) as handle:
+            traces.append(json.load(handle)["events"])
+    if command == "replay":
+        print(json.dumps(replay(traces[0]).__dict__))
+        return 0
+    if command == "diff":
+        print(json.dumps({"first_divergence": first_divergence(*traces)}))
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
