@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     max_framework_sweep_cells: int = Field(
         default=1_000,
         ge=1,
-        description="Largest framework-mode sweep (each cell simulates the allocator, ~10 ms).",
+        description="Largest framework-mode sweep (each cell simulates the allocator, ~5 ms).",
     )
     max_gate_specs: int = Field(default=1_000, ge=1, description="Most specs in one gate call.")
     cache_size: int = Field(default=4096, ge=0, description="Estimates kept in memory per worker.")
