@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from app import exits
 from app.specio import UsageError, validation_message
 from app.specio import build_spec as _build_spec
 from app.specio import parse_mode as _mode
@@ -29,7 +30,17 @@ app = typer.Typer(
     add_completion=False,
 )
 
-EXIT_INVALID = 2
+EXIT_INVALID = exits.EXIT_INVALID
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Print the traceback of an internal error.")
+    ] = False,
+) -> None:
+    """GPU memory for training end-to-end learned physical layers."""
+    exits.set_debug(debug)
 
 
 def fail(message: str) -> NoReturn:
@@ -59,13 +70,19 @@ DeviceOpt = Annotated[str | None, typer.Option(help="A device name, e.g. a100-80
 
 
 def _run(body: Any) -> None:
-    """Run a command body, turning bad input into one line on stderr and exit 2."""
+    """Run a command body: bad input is one line and exit 2, a fault of ours exit 3."""
+    from estimator.errors import InvalidInput
+
     try:
         body()
     except UsageError as error:
         fail(str(error))
-    except ValueError as error:
+    except InvalidInput as error:
         fail(validation_message(error))
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception as error:
+        raise typer.Exit(exits.report_fault("phymem", error)) from None
 
 
 def _print_estimate(estimate: Estimate) -> None:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
@@ -23,6 +24,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "Unreadable request (e.g. a malformed body)."},
     413: {"model": Problem, "description": "Request body too large."},
     422: {"model": Problem, "description": "Invalid input; `errors` names each field."},
+    503: {
+        "model": Problem,
+        "description": "The database is unavailable or busy; retry after `Retry-After` s.",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    },
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such resource."}
@@ -53,7 +59,7 @@ def _problem_openapi(app: FastAPI) -> dict[str, Any]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    engine = make_engine(settings.sqlalchemy_url)
+    engine = make_engine(settings.sqlalchemy_url, **settings.pool_options)
     if settings.check_migrations:
         try:
             ensure_migrated(engine)
@@ -63,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Sync routes run on anyio's thread pool; the database pool is sized against it.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         yield
         engine.dispose()
 

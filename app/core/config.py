@@ -29,6 +29,22 @@ class Settings(BaseSettings):
     max_gate_specs: int = Field(default=1_000, ge=1, description="Most specs in one gate call.")
     cache_size: int = Field(default=4096, ge=0, description="Estimates kept in memory per worker.")
     check_migrations: bool = Field(default=True, description="Refuse to start unmigrated.")
+    # Concurrency of one server process, and the database pool sized against it.
+    threads: int = Field(
+        default=40, ge=1, le=1024, description="Threads per server process for the routes."
+    )
+    db_pool_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Pooled database connections per process; default `threads` (a route "
+        "holds at most one, and only while it queries, so no thread waits for one).",
+    )
+    db_max_overflow: int = Field(default=4, ge=0, description="Connections beyond the pool.")
+    db_pool_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Longest wait for a pooled connection; past it the request gets 503.",
+    )
     # `phymem worker` (app/worker/): the job dispatcher and its Ray cluster.
     ray_address: str | None = Field(
         default=None,
@@ -46,6 +62,16 @@ class Settings(BaseSettings):
         description="Device class of this machine's GPUs (e.g. a100-80gb), advertised by "
         "the embedded Ray; CPU jobs ('cpu') are always served.",
     )
+
+    @property
+    def pool_options(self) -> dict[str, object]:
+        """The engine's pool: `threads` connections (plus overflow), a bounded wait."""
+        return {
+            "pool_size": self.db_pool_size or self.threads,
+            "max_overflow": self.db_max_overflow,
+            "pool_timeout": self.db_pool_timeout_s,
+            "pool_pre_ping": True,
+        }
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -12,12 +12,12 @@ from sqlalchemy import Select, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.api.errors import ProblemError, invalid
 from app.db.models import Estimate as EstimateRow
 from app.db.models import Spec as SpecRow
 from app.db.models import utcnow
-from app.db.session import begin_write
+from app.db.session import begin_write, release
 from estimator.engine import ENGINE_VERSION, Estimate, Mode, cached_plan, estimate
+from estimator.errors import InvalidInput, NotFound
 from estimator.spec import FamilySpec, ModelSpec, canonical_json
 from estimator.units import gib_value
 
@@ -52,23 +52,29 @@ def totals(total: int) -> dict[str, Any]:
     }
 
 
-def mode_unavailable(error: ImportError) -> ProblemError:
-    return invalid(
+def mode_unavailable(error: ImportError) -> InvalidInput:
+    return InvalidInput(
         "mode",
         f"the 'framework' mode is not available on this server ({error}); use mode 'paper'",
     )
 
 
 def engine_call(mode: Mode, call: Any, *args: Any, field: str = "") -> Any:
-    """Run an engine function, turning what invalid input can raise into a 422 on `field`."""
+    """Run an engine function on a validated spec.
+
+    Input errors are the engine's `InvalidInput` (re-labelled with `field` when it names
+    none); any other exception is a fault of the engine and propagates (a 500).
+    """
     try:
         return call(*args)
     except ImportError as error:
         if mode == "framework":
             raise mode_unavailable(error) from None
         raise
-    except (ValueError, ArithmeticError, NotImplementedError) as error:
-        raise invalid(field, str(error) or type(error).__name__) from None
+    except InvalidInput as error:
+        if error.field or not field:
+            raise
+        raise type(error)(field, error.reason) from None
 
 
 def compute(spec: AnySpec, mode: Mode) -> dict[str, Any]:
@@ -129,6 +135,7 @@ def get_or_create(session: Session, spec: AnySpec, mode: Mode) -> StoredEstimate
     if found is not None:
         return _record(found, computed=False)
 
+    release(session)
     result = compute(spec, mode)
     is_family = isinstance(spec, FamilySpec)
     begin_write(session)
@@ -167,7 +174,7 @@ def get_or_create(session: Session, spec: AnySpec, mode: Mode) -> StoredEstimate
 def get(session: Session, estimate_id: int) -> StoredEstimate:
     found = session.execute(_BY_ID, {"estimate_id": estimate_id}).first()
     if found is None:
-        raise ProblemError(404, f"no estimate with id {estimate_id}")
+        raise NotFound(f"no estimate with id {estimate_id}")
     return _record(found, computed=False)
 
 

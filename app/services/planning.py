@@ -7,11 +7,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.api.errors import invalid
 from app.db.models import Device
+from app.db.session import release
 from app.services.calibration import calibration
 from app.services.estimates import AnySpec, engine_call, totals
 from estimator.engine import ENGINE_VERSION, Mode, cached_plan
+from estimator.errors import InvalidInput as invalid
 from estimator.gate import check
 from estimator.search import max_batch
 from estimator.spec import MAX_MESSAGE_BITS
@@ -100,6 +101,7 @@ def gate(
 ) -> dict[str, Any]:
     name, vram_bytes = resolve_memory(session, device, vram)
     calibrated = None if name is None else calibration(session, name, mode)
+    release(session)
     verdicts = []
     for index, (label, spec) in enumerate(specs):
         verdict = engine_call(
@@ -136,6 +138,7 @@ def largest_batch(
     session: Session, spec: AnySpec, device: str | None, vram: str | None, mode: Mode
 ) -> dict[str, Any]:
     name, vram_bytes = resolve_memory(session, device, vram)
+    release(session)
     batch: int = engine_call(mode, max_batch, spec, vram_bytes, mode, field="spec")
     at_max: dict[str, Any] = {"total_bytes": None, "total_bytes_decimal": None, "total_gib": None}
     if batch > 0:

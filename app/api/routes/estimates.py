@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query
 
-from app.api.deps import MetricsDep, SessionDep
+from app.api.deps import MetricsDep, ReleasingRoute, SessionDep
 from app.api.schemas import (
     ESTIMATE_EXAMPLES,
     MAX_ID,
@@ -18,7 +18,7 @@ from app.services import calibration, estimates
 from estimator.engine import Mode
 from estimator.spec import MAX_MESSAGE_BITS, FamilyName
 
-router = APIRouter(prefix="/v1/estimates", tags=["estimates"])
+router = APIRouter(prefix="/v1/estimates", tags=["estimates"], route_class=ReleasingRoute)
 
 
 @router.post("", response_model=EstimateOut, summary="Estimate a spec's training memory")

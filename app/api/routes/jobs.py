@@ -15,14 +15,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import ReleasingRoute, SessionDep, SettingsDep
 from app.api.errors import ProblemError, invalid
 from app.api.schemas import MAX_ID, ApiSpec, Problem
 from app.services import jobs
 from app.worker.resources import CLASS_PATTERN
 from estimator.engine import Mode
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=ReleasingRoute)
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "oom", "cancelled"]
 

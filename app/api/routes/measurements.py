@@ -8,12 +8,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from app.api.deps import SessionDep
+from app.api.deps import ReleasingRoute, SessionDep
 from app.api.schemas import MAX_ID
 from app.services import jobs
 from estimator.spec import MAX_MESSAGE_BITS, FamilyName
 
-router = APIRouter(prefix="/v1/measurements", tags=["measurements"])
+router = APIRouter(prefix="/v1/measurements", tags=["measurements"], route_class=ReleasingRoute)
 
 
 class MeasurementOut(BaseModel):

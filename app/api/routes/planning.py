@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query
 
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import ReleasingRoute, SessionDep, SettingsDep
 from app.api.schemas import (
     CalibrationOut,
     DeviceOut,
@@ -22,7 +22,7 @@ from app.api.schemas import (
 from app.services import calibration, planning
 from estimator.engine import DEFAULT_MODE, Mode
 
-router = APIRouter(prefix="/v1", tags=["planning"])
+router = APIRouter(prefix="/v1", tags=["planning"], route_class=ReleasingRoute)
 
 _SWEEP_EXAMPLES = {
     "table2": {
