@@ -180,7 +180,10 @@ def install(app: FastAPI) -> None:
     async def _database(request: Request, exc: sa_exc.SQLAlchemyError) -> JSONResponse:
         if not isinstance(exc, DATABASE_UNAVAILABLE):
             return await _unexpected(request, exc)
-        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        reason = str(exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc).splitlines()
+        log.warning(
+            "database unavailable on %s %s: %s", request.method, request.url.path, reason[:1]
+        )
         return problem_response(
             request,
             503,
