@@ -74,7 +74,8 @@ class JobRequest(BaseModel):
     memory_limit_bytes: int | None = Field(
         default=None,
         ge=2**20,
-        description="Cap the measuring process's address space (a smaller device).",
+        le=2**50,
+        description="Cap the measuring process's address space (a smaller device); 1 MiB to 1 PiB.",
     )
     timeout_s: float | None = Field(default=None, gt=0, le=86_400)
     max_attempts: int = Field(default=3, ge=1, le=10, description="Claims before failing.")
