@@ -14,7 +14,7 @@ from app.api import errors
 from app.api.routes import estimates, jobs, measurements, ops, planning
 from app.api.schemas import Problem
 from app.core.config import Settings, get_settings
-from app.core.limits import BodySizeLimitMiddleware
+from app.core.limits import BodySizeLimitMiddleware, RequestBudgetMiddleware
 from app.core.metrics import Metrics, MetricsMiddleware
 from app.db.migrate import ensure_migrated
 from app.db.session import make_engine, make_sessionmaker
@@ -92,6 +92,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     errors.install(app)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestBudgetMiddleware,
+        units=settings.framework_budget_units,
+        time_limit_s=settings.request_time_limit_s,
+    )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.openapi = lambda: _problem_openapi(app)  # type: ignore[method-assign]
     return app

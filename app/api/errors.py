@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.status import HTTP_422_UNPROCESSABLE_CONTENT
 
 from app.api.schemas import UNION_TAGS
+from app.core.limits import ClientDisconnected
 from estimator.errors import DomainError, InvalidInput, NotFound, RateLimited, Unavailable
 from estimator.spec import FamilySpec, LayerSpec, ModelSpec
 
@@ -175,6 +176,11 @@ def install(app: FastAPI) -> None:
         return problem_response(
             request, problem.status, problem.detail, problem.errors or None, problem.title
         )
+
+    @app.exception_handler(ClientDisconnected)
+    async def _gone(request: Request, exc: ClientDisconnected) -> JSONResponse:
+        log.info("client left %s %s; its computation stopped", request.method, request.url.path)
+        return problem_response(request, 499, "client closed the request", title="Client Closed")
 
     @app.exception_handler(sa_exc.SQLAlchemyError)
     async def _database(request: Request, exc: sa_exc.SQLAlchemyError) -> JSONResponse:

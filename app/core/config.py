@@ -28,6 +28,15 @@ class Settings(BaseSettings):
     )
     max_gate_specs: int = Field(default=1_000, ge=1, description="Most specs in one gate call.")
     cache_size: int = Field(default=4096, ge=0, description="Estimates kept in memory per worker.")
+    framework_budget_units: int = Field(
+        default=2**21,
+        ge=1,
+        description="Framework-mode work one request may ask for, in layers squared per "
+        "evaluation (one 1024-layer estimate is 2^20, about 4 s; a family about 200).",
+    )
+    request_time_limit_s: float = Field(
+        default=10.0, gt=0, description="Wall-clock cap on one request's computation."
+    )
     check_migrations: bool = Field(default=True, description="Refuse to start unmigrated.")
     # Concurrency of one server process, and the database pool sized against it.
     threads: int = Field(

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.core.limits import charge, framework_units
 from app.db.models import Estimate as EstimateRow
 from app.db.models import Spec as SpecRow
 from app.db.models import utcnow
@@ -75,9 +77,38 @@ def engine_call(mode: Mode, call: Any, *args: Any, field: str = "") -> Any:
         if error.field or not field:
             raise
         raise type(error)(field, error.reason) from None
+    except ValidationError as error:  # a spec the engine built from validated input
+        first = error.errors()[0]
+        inner = ".".join(str(part) for part in first["loc"])
+        raise InvalidInput(
+            ".".join(part for part in (field, inner) if part),
+            str(first["msg"]).removeprefix("Value error, "),
+        ) from None
+
+
+def layer_count(spec: AnySpec) -> int:
+    """Layers of the spec's sequential form (what the framework mode's cost grows with)."""
+    if isinstance(spec, FamilySpec):
+        from estimator.families import expand
+
+        return len(expand(spec).layers)
+    return len(spec.layers)
+
+
+def charge_framework(
+    mode: Mode, specs: list[AnySpec], evaluations: int, field: str, what: str
+) -> None:
+    """Charge the request's budget for `evaluations` framework-mode passes over `specs`."""
+    if mode == "framework":
+        units = sum(framework_units(layer_count(spec), evaluations) for spec in specs)
+        charge(units, field, what)
 
 
 def compute(spec: AnySpec, mode: Mode) -> dict[str, Any]:
+    charge_framework(
+        mode, [spec], 1, "layers" if isinstance(spec, ModelSpec) else "", "this estimate"
+    )
+
     def run() -> dict[str, Any]:
         result: Estimate = estimate(spec, mode)
         return result.to_dict()
