@@ -162,7 +162,9 @@ class CalibratedOut(_Totals):
 
 
 class EstimateOut(_Totals):
-    id: int
+    id: int | None = Field(
+        description="The stored estimate; null when not stored (the anonymous store limit)."
+    )
     spec_hash: str = Field(description="SHA-256 of the spec's canonical JSON.")
     spec: dict[str, Any] = Field(description="The spec with its defaults filled in.")
     mode: str

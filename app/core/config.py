@@ -37,6 +37,20 @@ class Settings(BaseSettings):
     request_time_limit_s: float = Field(
         default=10.0, gt=0, description="Wall-clock cap on one request's computation."
     )
+    anonymous_max_specs: int = Field(
+        default=100_000,
+        ge=0,
+        description="Specs an estimate without X-API-Key may add to the database: past "
+        "this many stored specs, anonymous estimates are answered but not stored.",
+    )
+    anonymous_max_spec_bytes: int = Field(
+        default=16_384,
+        ge=0,
+        description="Largest spec (canonical JSON) an anonymous estimate stores.",
+    )
+    jobs_per_minute: int = Field(
+        default=30, ge=1, description="Job submissions per API key per minute (then 429)."
+    )
     check_migrations: bool = Field(default=True, description="Refuse to start unmigrated.")
     # Concurrency of one server process, and the database pool sized against it.
     threads: int = Field(

@@ -8,13 +8,14 @@ import asyncio
 import json
 import threading
 import time
+from collections import deque
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from starlette.exceptions import HTTPException
 
 from app.core.types import ASGIApp, Message, Receive, Scope, Send
-from estimator.errors import BudgetExceeded
+from estimator.errors import BudgetExceeded, RateLimited
 
 PROBLEM_JSON = b"application/problem+json"
 
@@ -201,3 +202,29 @@ class RequestBudgetMiddleware:
             _budget.reset(token)
             if watcher is not None:
                 watcher.cancel()
+
+
+class RateLimiter:
+    """At most `per_minute` events per key in any 60 s window (sliding log, in memory:
+    per server process)."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._events: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, key: str) -> None:
+        """Count one event for `key`; raise RateLimited when past the limit."""
+        now = time.monotonic()
+        with self._lock:
+            events = self._events.setdefault(key, deque())
+            while events and now - events[0] >= 60.0:
+                events.popleft()
+            if len(events) >= self.per_minute:
+                retry = max(1, int(60.0 - (now - events[0])) + 1)
+                raise RateLimited(
+                    f"more than {self.per_minute} job submissions in a minute with this key "
+                    f"(PHYMEM_JOBS_PER_MINUTE); retry in {retry} s",
+                    retry,
+                )
+            events.append(now)

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -27,8 +27,18 @@ AnySpec = FamilySpec | ModelSpec
 
 
 @dataclass(frozen=True)
+class StoreLimit:
+    """How much an anonymous caller may add to the database: specs up to `max_spec_bytes`
+    of canonical JSON while the specs table holds fewer than `max_specs` rows. Past
+    either, the estimate is computed and answered but not stored (id null)."""
+
+    max_specs: int
+    max_spec_bytes: int
+
+
+@dataclass(frozen=True)
 class StoredEstimate:
-    id: int
+    id: int | None  # None: computed, not stored (past the anonymous store limit)
     spec_hash: str
     spec: dict[str, Any]
     result: dict[str, Any]
@@ -158,16 +168,38 @@ def _record(row: Any, computed: bool) -> StoredEstimate:
     )
 
 
-def get_or_create(session: Session, spec: AnySpec, mode: Mode) -> StoredEstimate:
-    """The stored estimate of (spec, mode, engine version), computing and storing it once."""
+def _may_store(session: Session, canonical: str, limit: StoreLimit | None) -> bool:
+    if limit is None:
+        return True
+    if len(canonical.encode()) > limit.max_spec_bytes:
+        return False
+    stored = session.scalar(select(func.count()).select_from(SpecRow)) or 0
+    return stored < limit.max_specs
+
+
+def get_or_create(
+    session: Session, spec: AnySpec, mode: Mode, limit: StoreLimit | None = None
+) -> StoredEstimate:
+    """The stored estimate of (spec, mode, engine version), computing and storing it once
+    (within `limit`, for anonymous callers)."""
     canonical = canonical_json(spec)
     digest = hashlib.sha256(canonical.encode()).hexdigest()
     found = _stored(session, digest, mode)
     if found is not None:
         return _record(found, computed=False)
 
+    store = _may_store(session, canonical, limit)
     release(session)
     result = compute(spec, mode)
+    if not store:
+        return StoredEstimate(
+            id=None,
+            spec_hash=digest,
+            spec=json.loads(canonical),
+            result=result,
+            created_at=utcnow(),
+            computed=True,
+        )
     is_family = isinstance(spec, FamilySpec)
     begin_write(session)
     session.execute(

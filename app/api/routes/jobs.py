@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.deps import ReleasingRoute, SessionDep, SettingsDep
+from app.api.deps import JobRateLimit, ReleasingRoute, SessionDep, SettingsDep
 from app.api.errors import ProblemError, invalid
 from app.api.schemas import MAX_ID, ApiSpec, Problem
 from app.services import jobs
@@ -48,6 +48,13 @@ def require_api_key(
 
 
 ApiKey = Annotated[None, Depends(require_api_key)]
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {
+        "model": Problem,
+        "description": "Past PHYMEM_JOBS_PER_MINUTE for this key; retry after Retry-After s.",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    }
+}
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Missing or wrong X-API-Key."},
     403: {"model": Problem, "description": "Submissions disabled: no PHYMEM_API_KEY set."},
@@ -125,11 +132,12 @@ JOB_EXAMPLES: dict[str, Any] = {
     status_code=202,
     response_model=JobOut,
     summary="Queue a profile job",
-    responses=AUTH_RESPONSES,
+    responses=AUTH_RESPONSES | RATE_LIMITED,
 )
 def create_job(
     request: JobRequest,
     _: ApiKey,
+    __: JobRateLimit,
     session: SessionDep,
     response: Response,
 ) -> Any:
