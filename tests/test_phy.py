@@ -25,7 +25,7 @@ from profilers.phy.detectors import (
     mmse_estimate,
     zf_estimate,
 )
-from profilers.phy.montecarlo import BerPoint, clopper_pearson, parse_grid, simulate
+from profilers.phy.montecarlo import BerPoint, LinkOutcome, clopper_pearson, parse_grid, simulate
 from profilers.phy.qam import qam
 
 
@@ -242,6 +242,19 @@ def test_same_seed_same_points_other_seed_other_points():
     assert [p.bit_errors for p in first] != [p.bit_errors for p in other]
     row = first[0].row()
     assert row["errors"] == row["bit_errors"] and row["detector"] == "mmse"
+
+
+@pytest.mark.parametrize(("k", "nt"), [(1, 3), (2, 2), (3, 3), (4, 2), (6, 4), (8, 1)])
+def test_symbol_and_message_errors_count_any_wrong_bit(k, nt):
+    rng = np.random.default_rng(k * 10 + nt)
+    bits = random_bits((500, nt * k), rng)
+    flips = (rng.random((500, nt * k)) < 0.05).astype(np.uint8)
+    outcome = LinkOutcome(bits, bits ^ flips, 1.0, symbol_bits=k)
+    (point,) = simulate(lambda n, db, r: outcome, [0.0], detector="x", max_bits=500 * nt * k)
+    assert point.bit_errors == int(flips.sum())
+    assert point.symbol_errors == int(flips.reshape(500, nt, k).any(axis=2).sum())
+    assert point.message_errors == int(flips.any(axis=1).sum())
+    assert (point.symbols, point.messages) == (500 * nt, 500)
 
 
 def test_simulate_rejects_bad_parameters():
