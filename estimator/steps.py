@@ -30,7 +30,7 @@ OPTIMIZER_SLOTS = {"adam": 2, "momentum": 1, "sgd": 0, "none": 0}
 # forwards the gradient's buffer to its output (forward_input_or_allocate_output) and the
 # update allocates nothing (trace: bae k=2 nt=2 B=1 none, no 16 MiB allocation between
 # dense_10's MatMul_1 kernel gradient and its free).
-UPDATE_TEMPORARIES = {"adam": 3, "momentum": 1, "sgd": 0, "none": 0}
+UPDATE_TEMPORARIES = {"adam": 3, "momentum": 0, "sgd": 0, "none": 0}
 BATCH_NORM_MOMENT_TEMPORARIES = 3  # Tile, Tile_1, sub
 BATCH_NORM_STATISTICS = 6  # mean, variance, batchnorm/add, batchnorm/mul, mul, mul_2
 LOSS_TEMPORARIES = 2  # prediction-sized temporaries of the loss
@@ -533,8 +533,9 @@ class StepGenerator:
         old = None
         if p.model.optimizer == "momentum":
             # m * momentum was computed at the start of the step (it needs no gradient);
-            # lr * g is subtracted in place and the result becomes the slot's buffer
-            t.free(t.alloc(size, row, "ephemeral"))  # lr * g
+            # lr * g is computed in the gradient's buffer (as SGD's; trace: bae k=2 nt=2
+            # B=1 momentum, no 16 MiB sgd/Mul between a kernel gradient and its free) and
+            # subtracted in place: the result becomes the slot's buffer
             t.free(self.slots[(i, n, 0)])
             self.slots[(i, n, 0)] = self.velocities.pop((i, n))
             if copy_variable:
