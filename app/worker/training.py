@@ -33,6 +33,7 @@ first decoder layer is wider than the estimator's spec counts.
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import math
@@ -63,6 +64,7 @@ ONE_HOT_FAMILIES = ("ae", "ae-embedding")
 # --- Keras layers of the training model (registered: the .keras file loads by name) -------
 
 
+@functools.cache
 def _layers() -> tuple[type, type]:
     import keras
     from keras import ops
@@ -106,6 +108,14 @@ def _layers() -> tuple[type, type]:
             return {**super().get_config(), "nt": self.nt, "nr": self.nr, "matrix": self.matrix}
 
     return UnitEnergy, MimoChannel
+
+
+def load_model(path: str | Path) -> Any:
+    """A trained job's `.keras` file as a Keras model (registers the channel layers first)."""
+    import keras
+
+    _layers()
+    return keras.saving.load_model(path)
 
 
 @dataclass
