@@ -90,9 +90,11 @@ def complex_noise(shape: tuple[int, ...], n0: float, rng: np.random.Generator) -
 def transmit(x: ComplexArray, h: ComplexArray, n0: float, rng: np.random.Generator) -> ComplexArray:
     """y = H x + n for x (batch, nt); h is (batch, nr, nt) or one (nr, nt) for all samples."""
     if h.ndim == 2:
-        y = x @ h.T
+        signal = x @ h.T
     elif h.strides[0] == 0:  # a broadcast fixed channel: one matrix product for the batch
-        y = x @ h[0].T
+        signal = x @ np.ascontiguousarray(h[0].T)
     else:
-        y = np.einsum("brt,bt->br", h, x)
-    return y + complex_noise(y.shape, n0, rng)
+        signal = np.einsum("brt,bt->br", h, x)
+    y = complex_noise(signal.shape, n0, rng)
+    y += signal
+    return y

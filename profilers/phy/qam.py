@@ -45,6 +45,7 @@ class Constellation:
     _q_level_of_word: NDArray[np.int64] = field(repr=False)
     _i_bits: NDArray[np.uint8] = field(repr=False)  # (2^k_i, k_i)
     _q_bits: NDArray[np.uint8] = field(repr=False)  # (2^k_q, k_q)
+    _cell_bits: NDArray[np.uint8] = field(repr=False)  # (2^k, k): cell I level * m_q + Q level
 
     @property
     def size(self) -> int:
@@ -55,10 +56,13 @@ class Constellation:
         grouped = bits.reshape(*bits.shape[:-1], -1, self.k)
         return self.points[self.labels(grouped)]
 
-    def labels(self, grouped_bits: NDArray[np.uint8]) -> NDArray[np.int64]:
+    def labels(self, grouped_bits: NDArray[np.uint8]) -> NDArray[np.intp]:
         """Bits (..., k) -> label integers (...)."""
+        if self.k <= 8:  # one packed byte per symbol, the label in its top k bits
+            packed = np.packbits(grouped_bits, axis=-1)[..., 0]
+            return (packed >> (8 - self.k)).astype(np.intp)
         weights = 1 << np.arange(self.k - 1, -1, -1)
-        return np.asarray(grouped_bits @ weights, dtype=np.int64)
+        return np.asarray(grouped_bits @ weights, dtype=np.intp)
 
     def slice_bits(self, z: NDArray[np.complexfloating]) -> NDArray[np.uint8]:
         """Nearest-point hard decision on estimates z (..., n) -> bits (..., n*k).
@@ -67,12 +71,15 @@ class Constellation:
         grid that is the nearest constellation point.
         """
         m_i, m_q = 1 << self.k_i, 1 << self.k_q
-        level_i = np.clip(np.rint((z.real / self.scale + (m_i - 1)) / 2), 0, m_i - 1)
-        parts = [self._i_bits[level_i.astype(np.intp)]]
+        level_i = np.rint((z.real / self.scale + (m_i - 1)) * 0.5)
+        np.clip(level_i, 0, m_i - 1, out=level_i)
+        cell = level_i.astype(np.intp)
         if self.k_q:
-            level_q = np.clip(np.rint((z.imag / self.scale + (m_q - 1)) / 2), 0, m_q - 1)
-            parts.append(self._q_bits[level_q.astype(np.intp)])
-        out = np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+            level_q = np.rint((z.imag / self.scale + (m_q - 1)) * 0.5)
+            np.clip(level_q, 0, m_q - 1, out=level_q)
+            cell *= m_q
+            cell += level_q.astype(np.intp)
+        out: NDArray[np.uint8] = self._cell_bits[cell]
         return out.reshape(*z.shape[:-1], z.shape[-1] * self.k)
 
 
@@ -116,4 +123,7 @@ def qam(k: int) -> Constellation:
         _q_level_of_word=q_level_of_word,
         _i_bits=i_bits,
         _q_bits=q_bits,
+        _cell_bits=np.concatenate(
+            [np.repeat(i_bits, m_q, axis=0), np.tile(q_bits, (m_i, 1))], axis=1
+        ),
     )
