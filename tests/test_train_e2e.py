@@ -224,3 +224,44 @@ def _raw(url: str) -> tuple[int, dict[str, str], bytes]:
         data = response.read()
         assert data[:2] == b"PK"  # a .keras file is a zip archive
         return response.status, dict(response.headers), data
+
+
+def test_train_submit_waits_with_progress_and_prints_json(service: Service) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from worker_helpers import REPO
+
+    command = [sys.executable, "-m", "app.cli", "train", "--family", "bae", "--k", "2"]
+    command += ["--nt", "2", "--ht", "16", "--hr", "32", "--batch", "32", "--steps", "60"]
+    command += ["--channel", "rayleigh", "--train-ebn0", "5,10", "--eval-ebn0", "0:2:2"]
+    command += ["--target-errors", "20", "--max-bits", "4000", "--baselines", "mmse"]
+    command += ["--submit", "--wait", "--json", "--url", service.base]
+    done = subprocess.run(
+        command,
+        cwd=REPO,
+        env=base_env(PHYMEM_API_KEY=API_KEY),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    assert out["status"] == "ok" and out["job_status"] == "succeeded"
+    assert out["train"]["channel"] == "rayleigh" and out["train"]["train_ebn0_db"] == [5.0, 10.0]
+    assert out["spec"]["batch"] == 32 and out["steps"] == 60
+    assert out["final_loss"] > 0 and out["measured_bytes"] > 0 and out["estimate_bytes"] > 0
+    assert {row["detector"] for row in out["ber"]} == {"bae", "mmse"}
+    assert set(out["ber"][0]) == {
+        "detector",
+        "ebn0_db",
+        "ber",
+        "ci_low",
+        "ci_high",
+        "bits",
+        "errors",
+    }
+    # The bar on stderr ends at the job row's last step of its total.
+    assert "60/60" in done.stderr

@@ -323,12 +323,17 @@ class Cancelled(RuntimeError):
 
 
 class Progress:
-    """Writes the job row's progress columns, throttled; a no-op without a database."""
+    """Writes the job row's progress columns, throttled. Without a database (a local
+    `phymem train`) the same values go to `progress.json` in the run's directory."""
 
-    def __init__(self, database_url: str | None, owner: str | None, job_id: int | None):
+    def __init__(
+        self, database_url: str | None, owner: str | None, job_id: int | None, workdir: Path
+    ):
         self.job_id, self.owner = job_id, owner
         self.last = 0.0
         self.sessions: Any = None
+        self.file = workdir / paths.PROGRESS_FILE
+        self.values: dict[str, Any] = {}
         if database_url and owner and job_id is not None:
             from app.db.session import make_engine, make_sessionmaker
 
@@ -337,9 +342,15 @@ class Progress:
 
     def __call__(self, force: bool = False, **values: Any) -> None:
         now = time.monotonic()
-        if self.sessions is None or (not force and now - self.last < PROGRESS_EVERY_S):
+        self.values.update(values)
+        if not force and now - self.last < PROGRESS_EVERY_S:
             return
         self.last = now
+        if self.sessions is None:
+            tmp = self.file.with_name(self.file.name + ".tmp")
+            tmp.write_text(json.dumps(self.values))
+            os.replace(tmp, self.file)
+            return
         from app.services import jobs
 
         with self.sessions() as session:
@@ -468,7 +479,9 @@ def train_and_evaluate(payload: dict[str, Any]) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / paths.PID_FILE).write_text(str(os.getpid()))
     checkpoint = workdir / paths.CHECKPOINT_FILE
-    progress = Progress(payload.get("database_url"), payload.get("owner"), payload.get("job_id"))
+    progress = Progress(
+        payload.get("database_url"), payload.get("owner"), payload.get("job_id"), workdir
+    )
     total = train.steps
     try:
         progress(force=True, phase="build", total_steps=total)
