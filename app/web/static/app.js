@@ -77,10 +77,11 @@ function clearProblems(prefix) {
 function showProblem(prefix, problem, fieldOf = (field) => field) {
   const errors = problem.errors && problem.errors.length ? problem.errors : [{ field: "", message: problem.detail || problem.title }];
   for (const error of errors) {
-    const field = fieldOf(error.field || "");
-    let target = $(`${prefix}${field}`) || $(`${prefix}${field.split(".")[0]}`);
-    const text = field && !$(`${prefix}${field}`) && error.field ? `${error.field}: ${error.message}` : error.message;
-    if (!target) target = $(prefix);
+    const original = error.field || "";
+    const field = fieldOf(original);
+    const target = $(`${prefix}${field}`) || $(`${prefix}${field.split(".")[0]}`) || $(prefix);
+    // Name the field unless the message sits beside exactly that field.
+    const text = original && target.id !== `${prefix}${original}` ? `${original}: ${error.message}` : error.message;
     target.textContent = target.textContent ? `${target.textContent}; ${text}` : text;
     const input = target.parentElement && target.parentElement.querySelector("input, select, textarea");
     if (input && target.id !== prefix) input.classList.add("invalid");
