@@ -405,7 +405,7 @@ def test_estimate_vs_measured_matches_the_api(
 
     page.select_option("#m-device", "cpu")
     page.wait_for_function(
-        "document.querySelectorAll('#pairs-table tbody tr').length === %d" % seeded.cpu_pairs
+        f"document.querySelectorAll('#pairs-table tbody tr').length === {seeded.cpu_pairs}"
     )
     page.select_option("#m-mode", "paper")  # cpu pairs are all framework-mode
     page.locator("#measured-empty", has_text="No measurements for cpu").wait_for()
@@ -422,9 +422,7 @@ def test_running_job_progress_updates_without_reload(
     row.locator(".pct", has_text="30%").wait_for()
     page.evaluate("window.__noReload = true")
     with sqlite3.connect(seeded.db_path) as connection:
-        connection.execute(
-            "UPDATE jobs SET progress = 0.65 WHERE id = ?", (seeded.running_job,)
-        )
+        connection.execute("UPDATE jobs SET progress = 0.65 WHERE id = ?", (seeded.running_job,))
     row.locator(".pct", has_text="65%").wait_for(timeout=15_000)
     assert page.evaluate("window.__noReload") is True
     failed = page.locator(f"#jobs-table tr[data-job='{seeded.failed_job}']")

@@ -171,6 +171,18 @@ def measurement_summary(
     }
 
 
+def majority_mode(session: Session, device: str) -> str | None:
+    """The estimate mode most of the device's pairs were estimated in."""
+    found = session.execute(
+        select(EstimateRow.mode, func.count())
+        .join(MeasurementRow, MeasurementRow.estimate_id == EstimateRow.id)
+        .where(MeasurementRow.device == device)
+        .group_by(EstimateRow.mode)
+        .order_by(func.count().desc(), EstimateRow.mode)
+    ).first()
+    return None if found is None else str(found[0])
+
+
 def fitted_calibration(session: Session, device: str, mode: Mode) -> dict[str, Any] | None:
     """The device's calibration (None for a device outside the catalog, e.g. a CPU host)."""
     try:

@@ -56,11 +56,11 @@ def read_measurement_summary(
     summary = dashboard.measurement_summary(session, device=device, family=family, mode=mode)
     summary["devices"] = dashboard.measurements_by_device(session)
     summary["default_device"] = dashboard.default_device(summary["devices"])
-    summary["calibration"] = (
-        None
-        if device is None
-        else dashboard.fitted_calibration(session, device, mode or DEFAULT_MODE)
-    )
+    summary["calibration"] = None
+    if device is not None:
+        # Without a mode filter: the mode most of the device's pairs were estimated in.
+        fit_mode = mode or dashboard.majority_mode(session, device) or DEFAULT_MODE
+        summary["calibration"] = dashboard.fitted_calibration(session, device, fit_mode)  # type: ignore[arg-type]
     return summary
 
 

@@ -276,7 +276,7 @@ const PAGE_SIZE = 50;
 
 function pairLabel(pair) {
   const spec = pair.family ? `${pair.family} k=${pair.k} N_T=${pair.nt}` : "model";
-  return `#${pair.id} ${spec} b=${pair.batch}`;
+  return `#${pair.id}<br>${spec}<br>b=${pair.batch}`;
 }
 
 function renderPairs(pairs, summary, device) {
@@ -291,14 +291,14 @@ function renderPairs(pairs, summary, device) {
     traces.push({ type: "bar", name: "NVML reading", x: labels, y: pairs.map((p) => bytesGib(p.nvml_peak_bytes)), offsetgroup: "nvml", marker: { color: "#999999", pattern: { shape: "." } } });
   }
   const annotations = pairs.filter((p) => p.status !== "ok").map((p) => ({ x: pairLabel(p), y: p.estimate_bytes / GIB, text: p.status.toUpperCase(), showarrow: true, arrowhead: 0, ay: -25, font: { color: "#b3261e" } }));
-  plot("bars-chart", traces, { barmode: "group", yaxis: { title: { text: "GiB" } }, xaxis: { tickangle: -30, automargin: true }, annotations, margin: { t: 20, r: 20, b: 120, l: 70 } });
+  plot("bars-chart", traces, { barmode: "group", yaxis: { title: { text: "GiB" } }, xaxis: { tickangle: 0, automargin: true }, annotations, margin: { t: 20, r: 20, b: 90, l: 70 } });
 
   const ok = pairs.filter((p) => p.status === "ok" && p.measured_bytes);
   const values = ok.flatMap((p) => [p.measured_bytes / GIB, p.estimate_bytes / GIB]);
   const low = values.length ? Math.min(...values) / 1.5 : 0.01;
   const high = values.length ? Math.max(...values) * 1.5 : 1;
   const scatter = [
-    { type: "scatter", mode: "markers", name: "pairs", x: ok.map((p) => p.measured_bytes / GIB), y: ok.map((p) => p.estimate_bytes / GIB), text: ok.map(pairLabel), marker: { color: COLOURS[0], size: 8 } },
+    { type: "scatter", mode: "markers", name: "pairs", x: ok.map((p) => p.measured_bytes / GIB), y: ok.map((p) => p.estimate_bytes / GIB), text: ok.map((p) => pairLabel(p).replaceAll("<br>", " ")), marker: { color: COLOURS[0], size: 8 } },
     { type: "scatter", mode: "lines", name: "y = x", x: [low, high], y: [low, high], line: { color: "#666666", dash: "dot" } },
   ];
   const fit = summary.calibration;
