@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.results import write_section  # noqa: E402
+from benchmarks.results import write_section
 
 HTML = ["/", "/estimate", "/measured", "/jobs", "/jobs/1", "/training", "/table2"]
 JSON = [
