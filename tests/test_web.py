@@ -74,10 +74,78 @@ class Seeded:
     cpu_pairs: int
     running_job: int
     failed_job: int
+    data_dir: Path
     jobs: list[int] = field(default_factory=list)
+    train_jobs: list[int] = field(default_factory=list)
+    running_train: int = 0
 
 
-def _seed(db_path: Path) -> Seeded:
+def _ber_curve(detector: str, offset_db: float) -> list[dict[str, Any]]:
+    """A waterfall-shaped BER curve with Wilson-like 95% bounds (seeded, not simulated)."""
+    rows = []
+    for ebn0 in (0.0, 2.0, 4.0, 6.0, 8.0):
+        bits = 100_000
+        errors = max(3, int(bits * 0.2 * 10 ** (-(ebn0 + offset_db) / 4)))
+        ber = errors / bits
+        spread = 1.96 * (ber * (1 - ber) / bits) ** 0.5
+        rows.append(
+            {
+                "detector": detector,
+                "ebn0_db": ebn0,
+                "bits": bits,
+                "bit_errors": errors,
+                "ber": ber,
+                "ci_low": max(ber - spread, ber / 10),
+                "ci_high": ber + spread,
+                "symbols": bits // 2,
+                "symbol_errors": errors,
+                "messages": bits // 4,
+                "message_errors": errors,
+                "tx_energy": 1.0,
+            }
+        )
+    return rows
+
+
+def _seed_training(session: Any, data_dir: Path) -> tuple[list[int], int]:
+    """Two finished train jobs (BER curves of the model and two baselines, a loss history
+    file where the worker writes it) and one in its train phase."""
+    from sqlalchemy import update
+
+    from app.db.models import Job, utcnow
+    from app.services import jobs, training
+    from estimator.spec import FamilySpec
+
+    spec = FamilySpec(family="tanh-bae", k=2, nt=2, ht=16, hr=32, batch=64)
+    ids = []
+    for index in range(2):
+        job = jobs.submit(session, spec=spec, kind="train", mode="paper", total_steps=200)
+        now = utcnow()
+        session.execute(
+            update(Job)
+            .where(Job.id == job.id)
+            .values(status="succeeded", progress=1.0, phase="evaluate", step=200,
+                    loss=0.05, started_at=now, finished_at=now)
+        )  # fmt: skip
+        rows = _ber_curve("tanh-bae", 1.0 + index) + _ber_curve("zf", 0.0) + _ber_curve("mmse", 0.5)
+        training.store_ber(session, job.id, rows)
+        folder = training.job_dir(data_dir, job.id)
+        folder.mkdir(parents=True)
+        loss = [[step, 1.0 / (1 + step / (20 + 10 * index))] for step in range(0, 201, 10)]
+        (folder / training.HISTORY_FILE).write_text(json.dumps({"loss": loss}))
+        ids.append(job.id)
+    running = jobs.submit(session, spec=spec, kind="train", mode="paper", total_steps=1000)
+    session.execute(
+        update(Job)
+        .where(Job.id == running.id)
+        .values(status="running", progress=0.2, phase="train", step=120, loss=0.42,
+                lease_owner="worker-test")
+    )  # fmt: skip
+    session.commit()
+    return ids, running.id
+
+
+def _seed(db_path: Path, data_dir: Path) -> Seeded:
     from sqlalchemy import update
 
     from app.db.migrate import upgrade
@@ -143,8 +211,12 @@ def _seed(db_path: Path) -> Seeded:
         ):
             session.execute(update(Job).where(Job.id == job_id).values(**values))
         session.commit()
+        train_ids, running_train = _seed_training(session, data_dir)
     engine.dispose()
-    return Seeded(url, db_path, 4, 5, running, failed, ids)
+    return Seeded(
+        url, db_path, 4, 5, running, failed, data_dir, ids + train_ids + [running_train],
+        train_ids, running_train,
+    )  # fmt: skip
 
 
 def _free_port() -> int:
@@ -157,7 +229,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
-    return _seed(tmp_path_factory.mktemp("web") / "phymem.db")
+    folder = tmp_path_factory.mktemp("web")
+    return _seed(folder / "phymem.db", folder / "data")
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +241,7 @@ def server(seeded: Seeded, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     env = dict(os.environ)
     env.update(
         PHYMEM_DATABASE_URL=seeded.url,
+        PHYMEM_DATA_DIR=str(seeded.data_dir),
         PHYMEM_API_KEY=API_KEY,
         PYTHONPATH=os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
     )
@@ -272,9 +346,7 @@ def test_every_page_loads_clean_with_plotly_from_the_app(
     page.goto(server + "/")
     assert page.locator("#count-measurements").inner_text() == str(overview["measurements"])
     assert overview["measurements"] == seeded.a100_pairs + seeded.cpu_pairs
-    assert page.locator("#latest-jobs tbody tr").count() == len(seeded.jobs)
-    page.goto(server + "/training")
-    page.locator("#training-empty", has_text="No training jobs yet").wait_for()
+    assert page.locator("#latest-jobs tbody tr").count() == min(10, len(seeded.jobs))
     # Table 2: both of the paper's misprints are marked as such.
     page.goto(server + "/table2")
     assert page.locator("#table2 td.mark-bad").count() == 2
@@ -445,4 +517,51 @@ def test_running_job_progress_updates_without_reload(
     job_id = int(link.inner_text().removeprefix("job #"))
     assert get_json(f"{server}/v1/jobs/{job_id}")["status"] == "queued"
     page.locator(f"#jobs-table tr[data-job='{job_id}']").wait_for()
+    watched.assert_clean()
+
+
+def test_training_results_overlay_two_jobs(
+    server: str, seeded: Seeded, watched: Watched, output_path: str
+) -> None:
+    page = watched.page
+    first, second = seeded.train_jobs
+    page.goto(f"{server}/training?job={first}")
+    page.locator("#ber-table tbody tr").first.wait_for()
+    ber = get_json(f"{server}/v1/jobs/{first}/ber")["rows"]
+    curves = "document.getElementById('ber-chart').data"
+    assert page.evaluate(f"{curves}.map(t => t.name)") == [
+        f"#{first} {d}" for d in ("tanh-bae", "zf", "mmse")
+    ]
+    assert page.evaluate("document.getElementById('ber-chart').layout.yaxis.type") == "log"
+    bars = page.evaluate(f"{curves}[0].error_y")
+    model = [row for row in ber if row["detector"] == "tanh-bae"]
+    assert bars["array"] == pytest.approx([r["ci_high"] - r["ber"] for r in model])
+    assert bars["arrayminus"] == pytest.approx([r["ber"] - r["ci_low"] for r in model])
+    assert page.locator("#ber-table tbody tr").count() == len(ber)
+    history = get_json(f"{server}/v1/jobs/{first}/history")["loss"]
+    assert page.evaluate("document.getElementById('loss-chart').data[0].y") == pytest.approx(
+        [point["loss"] for point in history]
+    )
+
+    page.select_option("#t-job-b", str(second))
+    page.wait_for_function(f"{curves}.length === 6")
+    overlaid = len(ber) + len(get_json(f"{server}/v1/jobs/{second}/ber")["rows"])
+    assert page.locator("#ber-table tbody tr").count() == overlaid
+    assert page.evaluate("document.getElementById('loss-chart').data.length") == 2
+    shot(watched, output_path, "training-overlay")
+
+    # A running train job's phase, step and loss update on its page without a reload.
+    page.goto(f"{server}/jobs/{seeded.running_train}")
+    page.locator("#job-step", has_text="120 / 1000").wait_for()
+    assert page.locator("#job-phase").inner_text() == "train"
+    page.evaluate("window.__noReload = true")
+    with sqlite3.connect(seeded.db_path) as connection:
+        connection.execute(
+            "UPDATE jobs SET step = 480, loss = 0.125, progress = 0.5 WHERE id = ?",
+            (seeded.running_train,),
+        )
+    page.locator("#job-step", has_text="480 / 1000").wait_for(timeout=15_000)
+    assert page.locator("#job-loss").inner_text() == "0.12500"
+    assert page.evaluate("window.__noReload") is True
+    shot(watched, output_path, "job-training")
     watched.assert_clean()

@@ -458,6 +458,9 @@ function submitForm(reload) {
   };
   form.api_key.addEventListener("input", sync);
   sync();
+  const showTrain = () => { $("train-options").hidden = form.kind.value !== "train"; };
+  form.kind.addEventListener("change", showTrain);
+  showTrain();
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     clearProblems("serr-");
@@ -470,9 +473,19 @@ function submitForm(reload) {
       return;
     }
     const body = { kind: form.kind.value, spec, device_class: form.device_class.value, steps: numberOrText(form.steps.value), mode: form.mode.value };
+    if (form.kind.value === "train" && form.train.value.trim()) {
+      try {
+        Object.assign(body, JSON.parse(form.train.value));
+      } catch (error) {
+        $("serr-train").textContent = `not valid JSON: ${error.message}`;
+        form.train.classList.add("invalid");
+        return;
+      }
+    }
     const answer = await api("POST", "/v1/jobs", body, { "X-API-Key": form.api_key.value });
     if (!answer.ok) {
-      showProblem("serr-", answer.data);
+      // train.* and evaluate.* errors go beside the training options.
+      showProblem("serr-", answer.data, (field) => (field.split(".")[0] === "evaluate" ? `train.${field.slice(9)}` : field));
       $("submit-status").textContent = `${answer.status} ${answer.data.title}`;
       return;
     }
