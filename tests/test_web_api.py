@@ -7,6 +7,7 @@ pages are given, against values computed here from the stored rows.
 from __future__ import annotations
 
 import gzip
+import sys
 from statistics import median
 from typing import Any
 
@@ -87,6 +88,26 @@ def test_summary_and_overview_count_what_is_stored(client: Any, db_url: str) -> 
     assert [j["id"] for j in overview["latest_jobs"]] == ids[::-1]
     assert overview["worker"]["alive"] is True and overview["worker"]["lease_owners"] == ["w1"]
     assert overview["specs"] == 5 and overview["estimates"] == 5  # cpu's specs are a100's
+
+
+def test_summary_of_a_pair_beyond_double_range_is_exact(client: Any, db_url: str) -> None:
+    body = client.post("/v1/estimates", json={"family": "ae", "k": 8, "nt": 200, "mode": "paper"})
+    huge = body.json()["total_bytes"]
+    assert len(str(huge)) > 308
+    engine = create_engine(db_url)
+    with Session(engine) as session:
+        for measured in ("3", "0"):  # a zero peak is no pair: it has no error
+            session.add(
+                Measurement(estimate_id=body.json()["id"], device="odd", status="ok",
+                            measured_peak_bytes=measured, created_at=utcnow())
+            )  # fmt: skip
+        session.commit()
+    engine.dispose()
+    summary = client.get("/v1/measurements/summary", params={"device": "odd"})
+    assert summary.status_code == 200, summary.text
+    assert summary.json()["count"] == 2 and summary.json()["errors"] == 1
+    # The error itself is beyond a double: reported as the largest double, not a 500.
+    assert summary.json()["max_abs_error_pct"] == sys.float_info.max
 
 
 def test_batch_curve_is_the_engine_and_errors_name_the_field(client: Any) -> None:

@@ -7,12 +7,13 @@ measurements are stored; the same functions back the JSON endpoints and the page
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime
 from functools import lru_cache
 from statistics import median
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Float, cast, func, select
 from sqlalchemy.orm import Session
 
 from app.api.errors import ProblemError, invalid
@@ -108,8 +109,17 @@ def overview(session: Session) -> dict[str, Any]:
     }
 
 
+# Decimal digits a double holds to within its range (1.8e308).
+_DOUBLE_DIGITS = 300
+
+
 def _percent(estimate: str, measured: str) -> float:
-    return (int(estimate) - int(measured)) * 100.0 / int(measured)
+    """(estimate - measured) / measured in percent; beyond a double's range, its largest."""
+    try:
+        return (int(estimate) - int(measured)) * 100 / int(measured)
+    except OverflowError:
+        sign = 1 if int(estimate) >= int(measured) else -1
+        return sign * sys.float_info.max
 
 
 def measurement_summary(
@@ -121,36 +131,43 @@ def measurement_summary(
 ) -> dict[str, Any]:
     """Pair counts by status, |error| median and max, for one filter of the pairs.
 
-    Errors need exact integers (byte counts are stored as decimal text), so only the two
-    byte columns of the successful pairs are read; everything else is counted in SQL.
+    Counts are grouped in SQL. The error of each successful pair is computed in SQL too,
+    in doubles (exact for byte counts below 2^53, i.e. any memory that was measured);
+    the rare pair whose stored decimal is too long for a double is computed exactly here.
     """
-    base: Any = (
-        select(MeasurementRow.status, func.count())
-        .join(EstimateRow, MeasurementRow.estimate_id == EstimateRow.id)
-        .join(SpecRow, EstimateRow.spec_id == SpecRow.id)
-    )
-    pairs: Any = (
-        select(EstimateRow.total_bytes, MeasurementRow.measured_peak_bytes)
-        .join(EstimateRow, MeasurementRow.estimate_id == EstimateRow.id)
-        .join(SpecRow, EstimateRow.spec_id == SpecRow.id)
-        .where(MeasurementRow.status == "ok", MeasurementRow.measured_peak_bytes.is_not(None))
-    )
-    queries: list[Any] = []
-    for query in (base, pairs):
-        query = where_spec(query, family=family, k=None, nt=None)
+
+    def narrowed(query: Any) -> Any:
+        query = query.join(EstimateRow, MeasurementRow.estimate_id == EstimateRow.id)
+        if family is not None:
+            query = query.join(SpecRow, EstimateRow.spec_id == SpecRow.id)
+            query = where_spec(query, family=family, k=None, nt=None)
         if device is not None:
             query = query.where(MeasurementRow.device == device)
         if mode is not None:
             query = query.where(EstimateRow.mode == mode)
-        queries.append(query)
+        return query
+
     by_status = {"ok": 0, "oom": 0, "failed": 0}
-    for status, count in session.execute(queries[0].group_by(MeasurementRow.status)):
+    counts = narrowed(select(MeasurementRow.status, func.count()))
+    for status, count in session.execute(counts.group_by(MeasurementRow.status)):
         by_status[status] = int(count)
-    errors = [
-        _percent(estimate, measured)
-        for estimate, measured in session.execute(queries[1])
-        if measured and int(measured) > 0
-    ]
+
+    estimate_text, measured_text = EstimateRow.total_bytes, MeasurementRow.measured_peak_bytes
+    measured_pairs = (
+        (MeasurementRow.status == "ok") & measured_text.is_not(None) & (measured_text != "0")
+    )
+    fits_double = (func.length(estimate_text) <= _DOUBLE_DIGITS) & (
+        func.length(measured_text) <= _DOUBLE_DIGITS
+    )
+    estimate_value, measured_value = cast(estimate_text, Float), cast(measured_text, Float)
+    in_sql = narrowed(
+        select((estimate_value - measured_value) * 100.0 / measured_value).where(
+            measured_pairs & fits_double
+        )
+    )
+    errors = [float(error) for error in session.scalars(in_sql)]
+    exact = narrowed(select(estimate_text, measured_text).where(measured_pairs & ~fits_double))
+    errors += [_percent(estimate, measured) for estimate, measured in session.execute(exact)]
     absolute = [abs(error) for error in errors]
     histogram: dict[str, int] = {}
     for error in errors:
