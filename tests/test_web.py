@@ -405,6 +405,22 @@ def test_estimate_form_gives_table2_headline_and_layers(
     )["max_batch"]  # fmt: skip
     assert page.evaluate(curve)[2] == f"max batch {largest}"
     shot(watched, output_path, "estimate-bae-k6-nt4")
+
+    # The default (framework) mode: the page shows what the API answers for it.
+    page.select_option("#f-mode", "framework")
+    page.click("button[type=submit]")
+    page.locator("#total-detail", has_text="framework mode").wait_for()
+    framework = json.loads(
+        urllib.request.urlopen(
+            urllib.request.Request(
+                f"{server}/v1/estimates",
+                data=json.dumps({"family": "bae", "k": 6, "nt": 4}).encode(),
+                headers={"content-type": "application/json"},
+            )
+        ).read()
+    )
+    assert page.locator("#total-gib").inner_text() == f"{framework['total_gib']:.4g}"
+    assert page.locator("#layers-table tbody tr").count() == len(framework["layers"])
     watched.assert_clean()
 
 
