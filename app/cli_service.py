@@ -27,6 +27,23 @@ def _report(url: str) -> None:
     typer.echo(f"{_shown(url)}: at {', '.join(sorted(migrate.current(url))) or 'base'}")
 
 
+def _prune_stale_estimates(url: str) -> int:
+    """Estimates of another engine version are never served again; measured ones are kept."""
+    from sqlalchemy import inspect
+
+    from app.db.session import make_engine, make_sessionmaker
+    from app.services.estimates import prune_stale
+
+    engine = make_engine(url)
+    try:
+        if not inspect(engine).has_table("estimates"):
+            return 0
+        with make_sessionmaker(engine)() as session:
+            return prune_stale(session)
+    finally:
+        engine.dispose()
+
+
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port."),
@@ -73,6 +90,9 @@ def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> 
     url = _url()
     migrate.upgrade(url, revision)
     _report(url)
+    pruned = _prune_stale_estimates(url)
+    if pruned:
+        typer.echo(f"removed {pruned} stored estimate(s) of older engine versions")
 
 
 def downgrade(

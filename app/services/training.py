@@ -43,6 +43,7 @@ WEIGHTS_FILE = "final.weights.h5"
 HISTORY_FILE = "history.json"
 CHECKPOINT_FILE = "checkpoint.npz"
 PID_FILE = "train.pid"
+PROGRESS_FILE = "progress.json"  # a local run's progress (a job's is on its row)
 
 
 class InvalidTraining(ValueError):

@@ -33,6 +33,7 @@ first decoder layer is wider than the estimator's spec counts.
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import math
@@ -63,6 +64,7 @@ ONE_HOT_FAMILIES = ("ae", "ae-embedding")
 # --- Keras layers of the training model (registered: the .keras file loads by name) -------
 
 
+@functools.cache
 def _layers() -> tuple[type, type]:
     import keras
     from keras import ops
@@ -106,6 +108,14 @@ def _layers() -> tuple[type, type]:
             return {**super().get_config(), "nt": self.nt, "nr": self.nr, "matrix": self.matrix}
 
     return UnitEnergy, MimoChannel
+
+
+def load_model(path: str | Path) -> Any:
+    """A trained job's `.keras` file as a Keras model (registers the channel layers first)."""
+    import keras
+
+    _layers()
+    return keras.saving.load_model(path)
 
 
 @dataclass
@@ -313,12 +323,17 @@ class Cancelled(RuntimeError):
 
 
 class Progress:
-    """Writes the job row's progress columns, throttled; a no-op without a database."""
+    """Writes the job row's progress columns, throttled. Without a database (a local
+    `phymem train`) the same values go to `progress.json` in the run's directory."""
 
-    def __init__(self, database_url: str | None, owner: str | None, job_id: int | None):
+    def __init__(
+        self, database_url: str | None, owner: str | None, job_id: int | None, workdir: Path
+    ):
         self.job_id, self.owner = job_id, owner
         self.last = 0.0
         self.sessions: Any = None
+        self.file = workdir / paths.PROGRESS_FILE
+        self.values: dict[str, Any] = {}
         if database_url and owner and job_id is not None:
             from app.db.session import make_engine, make_sessionmaker
 
@@ -327,9 +342,15 @@ class Progress:
 
     def __call__(self, force: bool = False, **values: Any) -> None:
         now = time.monotonic()
-        if self.sessions is None or (not force and now - self.last < PROGRESS_EVERY_S):
+        self.values.update(values)
+        if not force and now - self.last < PROGRESS_EVERY_S:
             return
         self.last = now
+        if self.sessions is None:
+            tmp = self.file.with_name(self.file.name + ".tmp")
+            tmp.write_text(json.dumps(self.values))
+            os.replace(tmp, self.file)
+            return
         from app.services import jobs
 
         with self.sessions() as session:
@@ -458,7 +479,9 @@ def train_and_evaluate(payload: dict[str, Any]) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / paths.PID_FILE).write_text(str(os.getpid()))
     checkpoint = workdir / paths.CHECKPOINT_FILE
-    progress = Progress(payload.get("database_url"), payload.get("owner"), payload.get("job_id"))
+    progress = Progress(
+        payload.get("database_url"), payload.get("owner"), payload.get("job_id"), workdir
+    )
     total = train.steps
     try:
         progress(force=True, phase="build", total_steps=total)

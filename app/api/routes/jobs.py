@@ -308,8 +308,8 @@ def read_history(
 def read_model(
     job_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep, settings: SettingsDep
 ) -> Any:
-    """The trained Keras model (`keras.saving.load_model` after `import app.worker.training`,
-    which registers its channel layers)."""
+    """The trained Keras model: `app.worker.training.load_model(path)` reads it (it
+    registers the model's channel layers, then calls `keras.saving.load_model`)."""
     job = _train_job(session, job_id)
     path = training.artifact(settings.data_dir, job_id, training.MODEL_FILE)
     if path is None or job.status != "succeeded":
