@@ -106,6 +106,7 @@ if TYPE_CHECKING:
     from estimator.layers import ResolvedLayer
     from estimator.spec import ModelSpec
 
+BASIS = "tensorflow-2.21-cpu-bfc"  # the allocator and runtime the sequence was traced on
 BFC_ALIGNMENT = 256
 FLOAT32 = 4
 FLOAT16 = 2
@@ -254,6 +255,7 @@ class _Trace:
     tensors: list[_Tensor] = field(default_factory=list)
     events: list[int] = field(default_factory=list)  # t: allocate tensor t, ~t: free it
     measured_from: int = 0  # index of the first event of the measured step
+    step_starts: list[int] = field(default_factory=list)  # first event of each measured step
 
     def alloc(self, size: int, row: int, category: Category, per_sample: bool = False) -> int:
         self.tensors.append(_Tensor(size, row, category, per_sample))
@@ -372,6 +374,7 @@ class _Generator:
             self.step()
         t.measured_from = len(t.events)
         for _ in range(MEASURED_STEPS):
+            t.step_starts.append(len(t.events))
             self.step()
         return t
 
@@ -788,22 +791,46 @@ class _Peak:
     bytes: int
     live: list[tuple[int, int]]  # (tensor, chunk bytes)
     trigger: int  # the tensor whose allocation reached the peak
+    upper: int  # a bound on the bytes in use under any order of a measured step
+
+
+def largest_chunk(size: int) -> int:
+    """The largest chunk BFC can hand out for a request of `size` bytes: it splits any free
+    chunk at least twice the rounded request or 128 MiB larger than it (SplitChunk in
+    bfc_allocator.cc's FindChunkPtr), so an unsplit chunk is below both."""
+    rounded = align_up(max(size, 1), BFC_ALIGNMENT)
+    return min(2 * rounded, rounded + BFC_MAX_INTERNAL_FRAGMENTATION) - BFC_ALIGNMENT
 
 
 def _simulate(trace: _Trace) -> _Peak:
-    """Run the trace through the allocator; the live chunks at the measured peak."""
+    """Run the trace through the allocator; the live chunks at the measured peak.
+
+    The bound: BFC's bytes in use are the sizes of the chunks in use, each at most
+    `largest_chunk` of its request whatever the allocator's layout. During a measured step
+    the tensors in use are some of those alive when the step starts and some of those the
+    step allocates, in whatever order the executor runs the step's nodes; their largest
+    chunks summed bound the bytes in use under every order (loose: it assumes every tensor
+    of the step alive at once).
+    """
     bfc = _Bfc()
     chunks: dict[int, _Chunk] = {}
     peak, at, live = -1, -1, []
+    upper, step_bound = 0, 0
+    starts = set(trace.step_starts)
     for n, event in enumerate(trace.events):
+        if n in starts:
+            step_bound = sum(largest_chunk(trace.tensors[t].size) for t in chunks)
         if event >= 0:
+            if n >= trace.measured_from:
+                step_bound += largest_chunk(trace.tensors[event].size)
+                upper = max(upper, step_bound)
             chunks[event] = bfc.allocate(trace.tensors[event].size)
             if n >= trace.measured_from and bfc.in_use > peak:
                 peak, at = bfc.in_use, n
                 live = [(tensor, chunk.size) for tensor, chunk in chunks.items()]
         elif ~event in chunks:
             bfc.release(chunks.pop(~event))
-    return _Peak(peak, live, trace.events[at])
+    return _Peak(peak, live, trace.events[at], upper)
 
 
 # ---------------------------------------------------------------------------------------
@@ -854,6 +881,7 @@ class FrameworkCostModel:
     """Per-layer bytes alive at the allocator peak of a TF/Keras training step."""
 
     name = "framework"
+    basis = BASIS
     alignment = BFC_ALIGNMENT
     decoder_blocks: int | None = None  # families expand with Table 1's 3 blocks
     batch_invariant = False  # the peak moment moves with the batch
@@ -862,6 +890,12 @@ class FrameworkCostModel:
         self.device_memory_limit = device_memory_limit
 
     def rows(self, model: ModelSpec, layers: list[ResolvedLayer]) -> list[CostRow]:
+        return self.bounded_rows(model, layers)[0]
+
+    def bounded_rows(
+        self, model: ModelSpec, layers: list[ResolvedLayer]
+    ) -> tuple[list[CostRow], int]:
+        """The rows alive at the simulated peak, and the bound of `_simulate`."""
         plan = _Plan(model, layers, _rewritten(model, layers, self.device_memory_limit))
         trace = _Generator(plan).run()
         peak = _simulate(trace)
@@ -906,7 +940,7 @@ class FrameworkCostModel:
                     note="; ".join(notes),
                 )
             )
-        return rows
+        return rows, peak.upper + RESIDENT_BYTES
 
     def resident_bytes(self) -> int:
         return RESIDENT_BYTES
