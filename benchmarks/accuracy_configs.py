@@ -17,7 +17,7 @@ from estimator.spec import FamilySpec, ModelSpec
 from profilers.budget import predicted_profile_s
 
 AnySpec = FamilySpec | ModelSpec
-MAX_PROFILE_S = 6.0  # predicted compute per measurement (warm-up + measured steps)
+MAX_PROFILE_S = 4.0  # predicted compute per measurement (warm-up + measured steps)
 MAX_PEAK_BYTES = 1_500_000_000  # the machine is shared: keep each process small
 OPTIMIZERS = ("none", "sgd", "momentum", "adam")
 ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from estimator.spec import FamilySpec, ModelSpec
 
 FLOAT32_FLOPS_PER_S = 2e10
-FLOAT16_ONEDNN_FLOPS_PER_S = 3e8  # AVX512-FP16 / AMX-FP16 CPUs: oneDNN's float16 kernels
+FLOAT16_ONEDNN_FLOPS_PER_S = 1e8  # AVX512-FP16 / AMX-FP16 CPUs: oneDNN float16 kernels (shared CPU)
 FLOAT16_EIGEN_FLOPS_PER_S = 5e9  # other CPUs: Eigen's half-precision products
 STEP_OVERHEAD_S = 0.02  # per step: executor and Python, whatever the size
 DEFAULT_BUDGET_S = 60.0
