@@ -11,13 +11,14 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from app.api import errors
-from app.api.routes import estimates, jobs, measurements, ops, planning
+from app.api.routes import dashboard, estimates, jobs, measurements, ops, planning
 from app.api.schemas import Problem
 from app.core.config import Settings, get_settings
 from app.core.limits import BodySizeLimitMiddleware, RateLimiter, RequestBudgetMiddleware
 from app.core.metrics import Metrics, MetricsMiddleware
 from app.db.migrate import ensure_migrated
 from app.db.session import make_engine, make_sessionmaker
+from app.web import assets, pages
 from estimator.engine import ENGINE_VERSION
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -85,12 +86,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.metrics = Metrics()
     app.state.job_rate_limiter = RateLimiter(settings.jobs_per_minute)
+    app.state.assets = assets.Assets()
 
     app.include_router(estimates.router, responses=ERROR_RESPONSES | NOT_FOUND)
     app.include_router(planning.router, responses=ERROR_RESPONSES)
     app.include_router(jobs.router, responses=ERROR_RESPONSES | NOT_FOUND)
     app.include_router(measurements.router, responses=ERROR_RESPONSES)
+    app.include_router(dashboard.router, responses=ERROR_RESPONSES)
     app.include_router(ops.router)
+    app.include_router(pages.router)  # the dashboard: /, /estimate, /measured, ...
+    app.include_router(assets.router)
     errors.install(app)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(

@@ -473,6 +473,7 @@ def list_measurements(
     status: str | None = None,
     device: str | None = None,
     job_id: int | None = None,
+    mode: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
@@ -488,6 +489,8 @@ def list_measurements(
         query = query.where(MeasurementRow.device == device)
     if job_id is not None:
         query = query.where(MeasurementRow.job_id == job_id)
+    if mode is not None:
+        query = query.where(EstimateRow.mode == mode)
     query = query.order_by(MeasurementRow.id).limit(limit).offset(offset)
     items = []
     for measured, estimate, spec in session.execute(query):
@@ -514,6 +517,7 @@ def list_measurements(
                 "status": measured.status,
                 "device": measured.device,
                 "estimate_bytes": estimate_bytes,
+                "breakdown": estimate.breakdown,
                 "measured_bytes": measured_bytes,
                 "error_pct": error,
                 "step_time_s": measured.step_time_s,
