@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, Unpack, cast
 
 from pydantic import ValidationError
 from sqlalchemy import CursorResult, Select, bindparam, delete, func, select
@@ -25,6 +25,7 @@ from estimator.spec import FamilySpec, ModelSpec, canonical_json
 from estimator.units import gib_value
 
 AnySpec = FamilySpec | ModelSpec
+_Query = TypeVar("_Query", bound=Select[Unpack[tuple[Any, ...]]])
 
 
 @dataclass(frozen=True)
@@ -242,9 +243,7 @@ def get(session: Session, estimate_id: int) -> StoredEstimate:
     return _record(found, computed=False)
 
 
-def where_spec(
-    query: Select[Any], *, family: str | None, k: int | None, nt: int | None
-) -> Select[Any]:
+def where_spec(query: _Query, *, family: str | None, k: int | None, nt: int | None) -> _Query:
     """Narrow a query joined to the specs table by family, k and N_T (None: any)."""
     if family is not None:
         query = query.where(SpecRow.family == family)
@@ -271,7 +270,9 @@ def search(
         query = query.where(EstimateRow.mode == mode)
     query = query.order_by(EstimateRow.id).limit(limit).offset(offset)
     items = []
-    for row, spec in session.execute(query):
+    row: EstimateRow
+    spec: SpecRow
+    for row, spec in session.execute(query).tuples():
         total = int(row.total_bytes)
         items.append(
             {
