@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar, Unpack, cast
+from typing import Any, TypeVar, cast
 
 from pydantic import ValidationError
 from sqlalchemy import CursorResult, Select, bindparam, delete, func, select
@@ -25,7 +25,7 @@ from estimator.spec import FamilySpec, ModelSpec, canonical_json
 from estimator.units import gib_value
 
 AnySpec = FamilySpec | ModelSpec
-_Query = TypeVar("_Query", bound=Select[Unpack[tuple[Any, ...]]])
+_Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
 
 
 @dataclass(frozen=True)
