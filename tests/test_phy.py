@@ -198,6 +198,12 @@ def test_ml_chunking_does_not_change_decisions_and_8x8_qpsk_runs():
         whole = MLDetector(qam(2), 3, chunk_elements=1 << 20)(y, h)
         tiny = MLDetector(qam(2), 3, chunk_elements=7)(y, h)
         assert np.array_equal(whole, tiny)
+        # against the definition: every candidate vector, its distance, the nearest one
+        labels = np.array(np.meshgrid(*[range(4)] * 3, indexing="ij")).reshape(3, -1).T
+        candidates = qam(2).points[labels]  # (64, 3), antenna 0 most significant
+        distance = np.abs(y[:, None, :] - np.einsum("brt,ct->bcr", h, candidates)) ** 2
+        nearest = labels[np.argmin(distance.sum(axis=2), axis=1)]
+        assert np.array_equal(whole, qam(2).label_bits[nearest].reshape(300, 6))
     big = ChannelSpec("cross", 8, 8)
     link = baseline_link("ml", 2, big)
     outcome = link(40, 14.0, np.random.default_rng(1))

@@ -64,7 +64,7 @@ def zf_estimate(y: ComplexArray, h: ComplexArray) -> ComplexArray:
         raise ValueError(f"detector: zf needs nr >= nt, got nr = {h.shape[-2]}, nt = {h.shape[-1]}")
     one = _single(h)
     if one is not None:
-        return y @ np.linalg.pinv(one).T
+        return np.asarray(np.einsum("br,tr->bt", y, np.linalg.pinv(one)))
     hh = np.conj(np.swapaxes(h, -1, -2))
     gram = hh @ h
     matched = np.einsum("btr,br->bt", hh, y)
@@ -81,7 +81,7 @@ def mmse_estimate(y: ComplexArray, h: ComplexArray, n0: float, es: float = 1.0) 
         inverse = np.linalg.inv(hh @ one + ridge)
         w = inverse @ hh
         gain = np.real(np.diag(w @ one))
-        return (y @ w.T) / gain
+        return np.asarray(np.einsum("br,tr->bt", y, w) / gain)
     hh = np.conj(np.swapaxes(h, -1, -2))
     gram = hh @ h
     inverse = np.linalg.inv(gram + ridge)
@@ -146,15 +146,44 @@ class MLDetector:
         )
 
     def _per_sample(self, y: ComplexArray, h: ComplexArray) -> NDArray[np.intp]:
-        points_t = self.points.T.astype(np.complex64)  # (nt, C)
-        h32 = h.astype(np.complex64)
-        y32 = y.astype(np.complex64)
-
-        def metric(r0: int, r1: int, c0: int, c1: int) -> NDArray[np.float32]:
-            diff = y32[r0:r1, :, None] - h32[r0:r1] @ points_t[:, c0:c1]
-            return np.asarray(np.sum(diff.real**2 + diff.imag**2, axis=1))
-
-        return self._search(y.shape[0], metric, h.shape[-2])
+        # Split x = [x_a, x_b] over the antennas: H x = H_a x_a + H_b x_b, so the metric of
+        # candidate (i, j) is ||r_i||^2 + ||s_j||^2 - 2 Re(r_i^H s_j) with r_i = y - H_a x_a,i
+        # and s_j = H_b x_b,j: one real matrix product per message over sqrt(C) x sqrt(C)
+        # candidates instead of forming H x for all C of them.
+        na = self.nt // 2
+        points_a = _candidates(self.const.k, na)[0].T.astype(np.complex64)  # (na, Ca)
+        points_b = _candidates(self.const.k, self.nt - na)[0].T.astype(np.complex64)
+        count_a, count_b = points_a.shape[1], points_b.shape[1]
+        i_chunk = max(1, min(count_a, self.chunk_elements // count_b))
+        row_chunk = max(1, self.chunk_elements // (i_chunk * count_b))
+        rows = y.shape[0]
+        best = np.empty(rows, dtype=np.intp)
+        for r0 in range(0, rows, row_chunk):
+            r1 = min(rows, r0 + row_chunk)
+            h_rows = h[r0:r1].astype(np.complex64)
+            y_rows = y[r0:r1].astype(np.complex64)
+            s = h_rows[:, :, na:] @ points_b  # (r, nr, Cb)
+            s_real = np.concatenate([s.real, s.imag], axis=1)  # (r, 2 nr, Cb)
+            s_energy = np.sum(s_real * s_real, axis=1)  # (r, Cb)
+            best_value = np.full(r1 - r0, np.inf, dtype=np.float32)
+            best_index = np.zeros(r1 - r0, dtype=np.intp)
+            for i0 in range(0, count_a, i_chunk):
+                i1 = min(count_a, i0 + i_chunk)
+                resid = y_rows[:, :, None] - h_rows[:, :, :na] @ points_a[:, i0:i1]
+                r_real = np.concatenate([resid.real, resid.imag], axis=1)  # (r, 2 nr, ia)
+                r_energy = np.sum(r_real * r_real, axis=1)  # (r, ia)
+                metric = np.matmul(np.swapaxes(r_real, 1, 2), s_real)  # (r, ia, Cb)
+                metric *= -2.0
+                metric += r_energy[:, :, None]
+                metric += s_energy[:, None, :]
+                flat = metric.reshape(r1 - r0, -1)
+                local = np.argmin(flat, axis=1)
+                local_value = flat[np.arange(r1 - r0), local]
+                better = local_value < best_value
+                best_value[better] = local_value[better]
+                best_index[better] = local[better] + i0 * count_b
+            best[r0:r1] = best_index
+        return best
 
     def _search(
         self,
