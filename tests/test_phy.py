@@ -188,7 +188,10 @@ def test_batched_equalizers_agree_with_the_single_matrix_path():
     assert np.allclose(mmse_estimate(y, h, 0.3), mmse_rows)
 
 
-def test_ml_chunking_does_not_change_decisions_and_8x8_qpsk_runs():
+@pytest.mark.parametrize("split_from", [1, 1 << 30])
+def test_ml_matches_its_definition_in_any_chunking_and_8x8_qpsk_runs(split_from, monkeypatch):
+    """Both searches (antennas split in two halves or not), any chunk size, both channel kinds."""
+    monkeypatch.setattr("profilers.phy.detectors.FIXED_SPLIT_FROM", split_from)
     rng = np.random.default_rng(9)
     for spec in (ChannelSpec("cross", 3, 3), ChannelSpec("rayleigh", 3, 3)):
         bits = random_bits((300, 6), rng)
