@@ -6,14 +6,15 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import CursorResult, Select, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.api.errors import ProblemError, invalid
 from app.db.models import Estimate as EstimateRow
+from app.db.models import Measurement as MeasurementRow
 from app.db.models import Spec as SpecRow
 from app.db.models import utcnow
 from app.db.session import begin_write
@@ -222,3 +223,14 @@ def search(
 
 def plan_for(spec: AnySpec, mode: Mode) -> Any:
     return engine_call(mode, cached_plan, spec, mode)
+
+
+def prune_stale(session: Session) -> int:
+    """Delete estimates of other engine versions that no measurement refers to."""
+    measured = select(MeasurementRow.estimate_id).where(MeasurementRow.estimate_id.is_not(None))
+    stale = delete(EstimateRow).where(
+        EstimateRow.engine_version != ENGINE_VERSION, EstimateRow.id.not_in(measured)
+    )
+    removed: int = cast(CursorResult[Any], session.execute(stale)).rowcount
+    session.commit()
+    return removed
