@@ -31,13 +31,13 @@ follow one order: they predict one of those values, not which one a process land
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from estimator.bfc import BFC_ALIGNMENT, Bfc, Chunk, largest_chunk
 from estimator.costs import Allocation, CostRow, align_up
 from estimator.rewrites import CPU_DEVICE_MEMORY_LIMIT, rewritten_batch_norm
-from estimator.steps import StepGenerator, StepPlan, Trace
+from estimator.steps import MATMULS, StepGenerator, StepPlan, Trace
 
 if TYPE_CHECKING:
     from estimator.layers import ResolvedLayer
@@ -52,38 +52,60 @@ class Peak:
     bytes: int
     live: list[tuple[int, int]]  # (tensor, chunk bytes)
     trigger: int  # the tensor whose allocation reached the peak
-    upper: int  # a bound on the bytes in use under any order of a measured step
+    any_layout: int  # the most the step's live tensors could hold, whatever chunks they got
 
 
 def simulate(trace: Trace) -> Peak:
-    """Run the trace through the allocator; the live chunks at the measured peak.
+    """Run the trace through the allocator: the live chunks at the measured peak, and a
+    bound on the bytes in use that holds under every allocator layout.
 
-    The bound: BFC's bytes in use are the sizes of the chunks in use, each at most
-    `largest_chunk` of its request whatever the allocator's layout. During a measured step
-    the tensors in use are some of those alive when the step starts and some of those the
-    step allocates, in whatever order the executor runs the step's nodes; their largest
-    chunks summed bound the bytes in use under every order (loose: it assumes every tensor
-    of the step alive at once).
+    The layout a process's step tensors land in varies: the runtime's small tensors,
+    which the model does not follow, nick big free chunks, and BFC hands a request a
+    whole chunk when it is less than twice the request (profilers/allocator.py lists
+    fresh processes of one config up to 29% apart). The bound counts the tensors the
+    build made (weights, slots, handles, batch, the graph's constants: allocated in a
+    fixed order before the first step, their chunks as simulated) at their chunks, and
+    every tensor a step allocates at `largest_chunk`, the most BFC can hand it in any
+    layout; its largest sum over the measured steps' events bounds `bytes`.
     """
     bfc = Bfc()
     chunks: dict[int, Chunk] = {}
+    held: dict[int, int] = {}  # tensor -> the bytes the bound counts for it
     peak, at, live = -1, -1, []
-    upper, step_bound = 0, 0
-    starts = set(trace.step_starts)
+    any_layout, counted = 0, 0
     for n, event in enumerate(trace.events):
-        if n in starts:
-            step_bound = sum(largest_chunk(trace.tensors[t].size) for t in chunks)
         if event >= 0:
+            chunk = chunks[event] = bfc.allocate(trace.tensors[event].size)
+            held[event] = (
+                chunk.size if n < trace.steps_from else largest_chunk(trace.tensors[event].size)
+            )
+            counted += held[event]
             if n >= trace.measured_from:
-                step_bound += largest_chunk(trace.tensors[event].size)
-                upper = max(upper, step_bound)
-            chunks[event] = bfc.allocate(trace.tensors[event].size)
-            if n >= trace.measured_from and bfc.in_use > peak:
-                peak, at = bfc.in_use, n
-                live = [(tensor, chunk.size) for tensor, chunk in chunks.items()]
+                any_layout = max(any_layout, counted)
+                if bfc.in_use > peak:
+                    peak, at = bfc.in_use, n
+                    live = [(tensor, chunk.size) for tensor, chunk in chunks.items()]
         elif ~event in chunks:
+            counted -= held.pop(~event)
             bfc.release(chunks.pop(~event))
-    return Peak(peak, live, trace.events[at], upper)
+    return Peak(peak, live, trace.events[at], any_layout)
+
+
+def upper_bound(plan: StepPlan, modelled: Peak) -> int:
+    """Bytes in use no execution order the model represents exceeds, in any layout.
+
+    Within a step, a Dense's input and kernel gradients read only the incoming gradient,
+    so the executor may run either first (StepPlan.kernel_first): the single-threaded
+    executor most processes measured takes the input gradient first, the default
+    executor the kernel gradient (and copies the kernel its update overwrites). The bound
+    is the larger `Peak.any_layout` of the modelled order and of every Dense flipped. Not
+    covered: orders the generator cannot express (for example every kernel gradient
+    deferred to the end of the backward pass, seen in some mixed-precision traces) and the
+    runtime's unmodelled small tensors' own bytes (a few KiB).
+    """
+    matmuls = frozenset(i for i, layer in enumerate(plan.layers) if layer.type in MATMULS)
+    flipped = simulate(StepGenerator(replace(plan, flipped=matmuls)).run())
+    return max(modelled.any_layout, flipped.any_layout, modelled.bytes)
 
 
 class FrameworkCostModel:
@@ -104,11 +126,12 @@ class FrameworkCostModel:
     def bounded_rows(
         self, model: ModelSpec, layers: list[ResolvedLayer]
     ) -> tuple[list[CostRow], int]:
-        """The rows alive at the simulated peak, and the bound of `simulate`."""
+        """The rows alive at the simulated peak, and `upper_bound`."""
         rewritten = rewritten_batch_norm(model, layers, self.device_memory_limit)
         plan = StepPlan(model, layers, rewritten)
         trace = StepGenerator(plan).run()
         peak = simulate(trace)
+        upper = upper_bound(plan, peak)
         per_row: list[list[Allocation]] = [[] for _ in range(len(layers) + 1)]
         batch = model.batch
         for tensor_id, chunk in peak.live:
@@ -150,7 +173,7 @@ class FrameworkCostModel:
                     note="; ".join(notes),
                 )
             )
-        return rows, peak.upper + RESIDENT_BYTES
+        return rows, upper + RESIDENT_BYTES
 
     def resident_bytes(self) -> int:
         return RESIDENT_BYTES
