@@ -32,6 +32,7 @@ follow one order: they predict one of those values, not which one a process land
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cache
 from typing import TYPE_CHECKING
 
 from estimator.bfc import BFC_ALIGNMENT, Bfc, Chunk, largest_chunk
@@ -45,6 +46,25 @@ if TYPE_CHECKING:
 
 BASIS = "tensorflow-2.21-cpu-bfc"  # the allocator and runtime the sequence was traced on
 RESIDENT_BYTES = 0  # nothing outside the allocator is counted by get_memory_info
+
+
+# CPU features with which TF's oneDNN build runs float16 MatMuls itself (mkl_util.h,
+# IsDataTypeSupportedByOneDNNOnThisCPU(DT_HALF)); without them TF's Eigen kernel converts
+ONEDNN_FLOAT16_FLAGS = ("avx512_fp16", "amx_fp16")
+
+
+@cache
+def float16_matmul_in_float32(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this host's TF computes a float16 MatMul through float32 copies (Eigen),
+    rather than in oneDNN on float16 (CPUs with AVX512-FP16 or AMX-FP16). Read from the
+    CPU's flags, since which kernel runs decides what is allocated; where the flags cannot
+    be read, the traced Eigen path."""
+    try:
+        with open(cpuinfo) as handle:
+            flags = next((line for line in handle if line.startswith("flags")), "").split()
+    except OSError:
+        return True
+    return not any(flag in flags for flag in ONEDNN_FLOAT16_FLAGS)
 
 
 @dataclass
@@ -117,8 +137,15 @@ class FrameworkCostModel:
     decoder_blocks: int | None = None  # families expand with Table 1's 3 blocks
     batch_invariant = False  # the peak moment moves with the batch
 
-    def __init__(self, device_memory_limit: int = CPU_DEVICE_MEMORY_LIMIT) -> None:
+    def __init__(
+        self,
+        device_memory_limit: int = CPU_DEVICE_MEMORY_LIMIT,
+        float16_via_float32: bool | None = None,  # None: as this host's CPU runs it
+    ) -> None:
         self.device_memory_limit = device_memory_limit
+        if float16_via_float32 is None:
+            float16_via_float32 = float16_matmul_in_float32()
+        self.float16_via_float32 = float16_via_float32
 
     def rows(self, model: ModelSpec, layers: list[ResolvedLayer]) -> list[CostRow]:
         return self.bounded_rows(model, layers)[0]
@@ -128,7 +155,7 @@ class FrameworkCostModel:
     ) -> tuple[list[CostRow], int]:
         """The rows alive at the simulated peak, and `upper_bound`."""
         rewritten = rewritten_batch_norm(model, layers, self.device_memory_limit)
-        plan = StepPlan(model, layers, rewritten)
+        plan = StepPlan(model, layers, rewritten, float16_via_float32=self.float16_via_float32)
         trace = StepGenerator(plan).run()
         peak = simulate(trace)
         upper = upper_bound(plan, peak)

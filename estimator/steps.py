@@ -97,6 +97,9 @@ class StepPlan:
     # matmul layers whose backward runs opposite to the executor's usual order (see
     # matmul_backward): an order the executor may also pick, for the upper bound
     flipped: frozenset[int] = frozenset()
+    # whether a float16 MatMul is computed through float32 copies (the CPU kernel path:
+    # see estimator.framework.float16_matmul_in_float32)
+    float16_via_float32: bool = True
 
     @property
     def mixed(self) -> bool:
@@ -517,8 +520,14 @@ class StepGenerator:
     # -- kernels and updates ---------------------------------------------------------
 
     def matmul16(self, row: int, sizes: tuple[int, int, int], per_sample: tuple[bool, ...]) -> None:
-        """A float16 MatMul on the CPU runs in float32: both operands and the result are
-        converted (three float32 temporaries, freed once the float16 result exists)."""
+        """A float16 MatMul on TF's Eigen CPU kernel runs in float32: both operands and the
+        result are converted (three float32 temporaries, freed once the float16 result
+        exists; traced on the benchmark grid's CPU). Where oneDNN takes float16 itself it
+        allocates none of them (trace: bae k=2 nt=2 H_T=32 H_R=64 B=4999 sgd mixed on a CPU
+        with AVX512-FP16: no float32 tensor between a Dense's float16 output and the next
+        layer's, the MatMuls' outputs float16)."""
+        if not self.p.float16_via_float32:
+            return
         held = [
             self.t.alloc(size * FLOAT32, row, "ephemeral", flag)
             for size, flag in zip(sizes, per_sample, strict=True)
