@@ -134,7 +134,7 @@ class StepPlan:
     def fused_softmax_loss(self) -> bool:
         last = self.layers[-1].spec
         return (
-            self.model.loss == "categorical_crossentropy"
+            self.model.loss in ("categorical_crossentropy", "sparse_categorical_crossentropy")
             and getattr(last, "activation", "linear") == "softmax"
         )
 
@@ -341,7 +341,10 @@ class StepGenerator:
         fused SoftmaxCrossEntropyWithLogits (grappler prunes the unused softmax), which
         makes only batch-sized tensors and writes the logits' gradient into a forwarded
         buffer: no prediction-sized allocation, and the logits stay to the end of the
-        step (traced: ae k=2 B=2048, ae k=6 B=256)."""
+        step (traced: ae k=2 B=2048, ae k=6 B=256). Sparse categorical cross-entropy on a
+        softmax runs the same way, as SparseSoftmaxCrossEntropyWithLogits (Keras hands it
+        the logits too): an embedding, tanh 256, softmax 1000 classes SGD model at B=4000
+        measured 28.3M, 38.3M modelled with the unfused loss, 28.5M fused."""
         t, p = self.t, self.p
         row = len(p.layers)  # the loss row, after the last layer
         if p.fused_softmax_loss:
