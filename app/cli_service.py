@@ -27,6 +27,23 @@ def _report(url: str) -> None:
     typer.echo(f"{_shown(url)}: at {', '.join(sorted(migrate.current(url))) or 'base'}")
 
 
+def _prune_stale_estimates(url: str) -> int:
+    """Estimates of another engine version are never served again; measured ones are kept."""
+    from sqlalchemy import inspect
+
+    from app.db.session import make_engine, make_sessionmaker
+    from app.services.estimates import prune_stale
+
+    engine = make_engine(url)
+    try:
+        if not inspect(engine).has_table("estimates"):
+            return 0
+        with make_sessionmaker(engine)() as session:
+            return prune_stale(session)
+    finally:
+        engine.dispose()
+
+
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port."),
@@ -73,15 +90,42 @@ def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> 
     url = _url()
     migrate.upgrade(url, revision)
     _report(url)
+    pruned = _prune_stale_estimates(url)
+    if pruned:
+        typer.echo(f"removed {pruned} stored estimate(s) of older engine versions")
 
 
 def downgrade(
-    revision: str = typer.Argument("-1", help="Target revision ('base': drop everything)."),
+    revision: str = typer.Argument(
+        ..., help="Target revision: one below the current ('0001', '-1'), or 'base' (drop all)."
+    ),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask: drop the data."),
 ) -> None:
-    """Migrate the database down to REVISION (default: one step)."""
+    """Migrate the database down to REVISION, dropping the tables and columns of every
+    revision above it; asks first (or needs --yes when not on a terminal)."""
+    import sys
+
     from app.db import migrate
 
     url = _url()
+    try:
+        undone = migrate.downgrade_steps(url, revision)
+    except migrate.MigrationError as error:
+        typer.echo(f"phymem db downgrade: {error}", err=True)
+        raise typer.Exit(2) from None
+    what = (
+        f"{_shown(url)}: undo revision(s) {', '.join(undone)}, dropping their tables and "
+        "columns with the data in them"
+    )
+    if not yes:
+        if not sys.stdin.isatty():
+            typer.echo(
+                f"phymem db downgrade: would {what[0].lower()}{what[1:]}; pass --yes to go ahead",
+                err=True,
+            )
+            raise typer.Exit(2)
+        if not typer.confirm(f"{what}. Go ahead?", default=False):
+            raise typer.Exit(1)
     migrate.downgrade(url, revision)
     _report(url)
 
