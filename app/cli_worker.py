@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from estimator.spec import FamilySpec, ModelSpec
 
 EXIT_NOT_OK = 1  # the measurement ran out of memory or failed
-TERMINAL = ("succeeded", "failed", "oom", "cancelled")
 
 
 def spawn_worker(args: list[str] | None = None) -> subprocess.Popen[bytes]:
@@ -118,6 +117,7 @@ def _submit(
 ) -> dict[str, Any] | None:
     import httpx
 
+    from app.core.statuses import TERMINAL_STATUSES
     from app.specio import UsageError
 
     body: dict[str, Any] = {
@@ -149,7 +149,7 @@ def _submit(
                     typer.echo(f"submitted job {job['id']}: {base}{location}")
                 return None
             deadline = time.monotonic() + timeout_s
-            while job["status"] not in TERMINAL:
+            while job["status"] not in TERMINAL_STATUSES:
                 if time.monotonic() > deadline:
                     raise UsageError(f"job {job['id']} still {job['status']} after {timeout_s}s")
                 time.sleep(1.0)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from estimator.engine import estimate
 from estimator.spec import FamilySpec, canonical_json
+from estimator.units import error_pct
 from profilers.allocator import WARM_UP_STEPS, Measurement, measure_in_subprocess
 
 HERE = Path(__file__).resolve().parent
@@ -110,10 +111,6 @@ def measure_all(
 def _step_spread(peaks: list[int]) -> float:
     """(max - min) / min of the per-step peaks of one process, in percent."""
     return 100.0 * (max(peaks) - min(peaks)) / min(peaks) if peaks else 0.0
-
-
-def error_pct(estimated: int, measured: int) -> float:
-    return 100.0 * (estimated - measured) / measured
 
 
 def _groups(rows: list[dict[str, object]]) -> list[tuple[str, list[dict[str, object]]]]:

@@ -100,7 +100,8 @@ import bisect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from estimator.costs import Allocation, Category, CostRow, align_up
+from estimator.costs import Allocation, Category, CostRow, align_up, layer_row
+from estimator.units import MIB
 
 if TYPE_CHECKING:
     from estimator.layers import ResolvedLayer
@@ -109,7 +110,6 @@ if TYPE_CHECKING:
 BFC_ALIGNMENT = 256
 FLOAT32 = 4
 FLOAT16 = 2
-MIB = 1 << 20
 OPTIMIZER_SLOTS = {"adam": 2, "momentum": 1, "sgd": 0, "none": 0}
 UPDATE_TEMPORARIES = {"adam": 3, "momentum": 1, "sgd": 1, "none": 1}  # sequential, per variable
 BATCH_NORM_MOMENT_TEMPORARIES = 3  # Tile, Tile_1, sub
@@ -894,18 +894,7 @@ class FrameworkCostModel:
                 notes.append("peak: allocated here")
             if i == plan.rewritten:
                 notes.append("grappler rewrote its input-gradient AddN")
-            rows.append(
-                CostRow(
-                    name=layer.name,
-                    type=layer.type,
-                    part=layer.spec.part,
-                    output_features=layer.out_features,
-                    params=layer.params,
-                    allocations=tuple(per_row[i + 1]),
-                    index=layer.index,
-                    note="; ".join(notes),
-                )
-            )
+            rows.append(layer_row(layer, per_row[i + 1], note="; ".join(notes)))
         return rows
 
     def resident_bytes(self) -> int:

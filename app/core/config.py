@@ -26,8 +26,6 @@ class Settings(BaseSettings):
         ge=1,
         description="Largest framework-mode sweep (each cell simulates the allocator, ~5 ms).",
     )
-    max_gate_specs: int = Field(default=1_000, ge=1, description="Most specs in one gate call.")
-    cache_size: int = Field(default=4096, ge=0, description="Estimates kept in memory per worker.")
     check_migrations: bool = Field(default=True, description="Refuse to start unmigrated.")
     # `phymem worker` (app/worker/): the job dispatcher and its Ray cluster.
     ray_address: str | None = Field(

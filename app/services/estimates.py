@@ -18,11 +18,9 @@ from app.db.models import Measurement as MeasurementRow
 from app.db.models import Spec as SpecRow
 from app.db.models import utcnow
 from app.db.session import begin_write
-from estimator.engine import ENGINE_VERSION, Estimate, Mode, cached_plan, estimate
-from estimator.spec import FamilySpec, ModelSpec, canonical_json
+from estimator.engine import ENGINE_VERSION, Estimate, Mode, estimate
+from estimator.spec import AnySpec, FamilySpec, canonical_json
 from estimator.units import gib_value
-
-AnySpec = FamilySpec | ModelSpec
 
 
 @dataclass(frozen=True)
@@ -219,10 +217,6 @@ def search(
             }
         )
     return items
-
-
-def plan_for(spec: AnySpec, mode: Mode) -> Any:
-    return engine_call(mode, cached_plan, spec, mode)
 
 
 def prune_stale(session: Session) -> int:

@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session
 from app.api.errors import invalid
 from app.db.models import Device
 from app.services.calibration import calibration
-from app.services.estimates import AnySpec, engine_call, totals
+from app.services.estimates import engine_call, totals
 from estimator.engine import ENGINE_VERSION, Mode, cached_plan
 from estimator.gate import check
 from estimator.search import max_batch
-from estimator.spec import MAX_MESSAGE_BITS
+from estimator.spec import MAX_MESSAGE_BITS, AnySpec
 from estimator.sweep import Grid, sweep
 from estimator.units import GIB, parse_size
 
