@@ -288,11 +288,13 @@ def _register_optional_commands() -> None:
     """Service, database and worker commands live with the service and the worker."""
     from app.cli_phy import register as register_phy
     from app.cli_service import register as register_service
+    from app.cli_train import register as register_train
     from app.cli_worker import register as register_worker
 
     register_service(app)
     register_worker(app)
     register_phy(app)
+    register_train(app)
 
 
 _register_optional_commands()

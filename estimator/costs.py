@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from estimator.layers import ResolvedLayer
@@ -70,6 +70,7 @@ class CostModel(Protocol):
     """A way of counting bytes: the paper's equations or what the framework allocates."""
 
     name: str
+    basis: str  # what the counts rest on, reported with every estimate
     alignment: int
     decoder_blocks: int | None  # how families expand under this mode (None: the spec's)
     # True when the rows hold at every batch size (allocations affine in the batch); False
@@ -79,6 +80,20 @@ class CostModel(Protocol):
     def rows(self, model: ModelSpec, layers: list[ResolvedLayer]) -> list[CostRow]: ...
 
     def resident_bytes(self) -> int: ...
+
+
+@runtime_checkable
+class BoundedCostModel(CostModel, Protocol):
+    """A cost model whose rows describe one likely peak, with a separate upper bound.
+
+    `bounded_rows` returns the rows and the bound in bytes (resident bytes included): a
+    figure the peak never exceeds, whatever order the runtime picks among independent
+    work. Cost models without it count a peak that is its own bound (the paper's).
+    """
+
+    def bounded_rows(
+        self, model: ModelSpec, layers: list[ResolvedLayer]
+    ) -> tuple[list[CostRow], int]: ...
 
 
 def bytes_per_value(model: ModelSpec) -> int:

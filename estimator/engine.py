@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from estimator.costs import CATEGORIES, CostModel, CostRow
+from estimator.costs import CATEGORIES, BoundedCostModel, CostModel, CostRow
 from estimator.families import expand
 from estimator.layers import resolve
 from estimator.paper import PaperCostModel
@@ -74,10 +74,16 @@ class Breakdown:
 
 @dataclass(frozen=True)
 class Estimate:
+    """`total_bytes` is the peak the mode predicts (framework: the allocator layout most
+    processes take); `upper_bytes` a figure no execution order of the same step exceeds
+    (paper mode: the total itself); `basis` names what the counts rest on."""
+
     mode: Mode
     batch: int
     layers: tuple[LayerEstimate, ...]
     breakdown: Breakdown
+    upper_bytes: int
+    basis: str
 
     @property
     def total_bytes(self) -> int:
@@ -92,6 +98,10 @@ class Estimate:
             "total_bytes": self.total_bytes,
             "total_bytes_decimal": str(self.total_bytes),
             "total_gib": gib_value(self.total_bytes),
+            "upper_bytes": self.upper_bytes,
+            "upper_bytes_decimal": str(self.upper_bytes),
+            "upper_gib": gib_value(self.upper_bytes),
+            "basis": self.basis,
             "breakdown": asdict(self.breakdown),
             "layers": [asdict(row) for row in self.layers],
         }
@@ -103,6 +113,7 @@ class Plan:
 
     When the cost model is batch invariant the rows hold at every batch; otherwise they
     describe the peak at `spec.batch` only, and other batch sizes are planned anew.
+    `upper` is the cost model's bound at `spec.batch` (None: the rows are their own bound).
     """
 
     mode: Mode
@@ -111,6 +122,8 @@ class Plan:
     alignment: int
     resident: int
     batch_invariant: bool
+    basis: str
+    upper: int | None = None
 
     def _replanned(self, batch: int) -> Plan | None:
         if self.batch_invariant or batch == self.spec.batch:
@@ -142,9 +155,9 @@ class Plan:
                     **per_category,
                 )
             )
-        return Estimate(
-            self.mode, batch, tuple(layers), Breakdown(**totals, resident=self.resident)
-        )
+        breakdown = Breakdown(**totals, resident=self.resident)
+        upper = breakdown.total if self.upper is None else max(self.upper, breakdown.total)
+        return Estimate(self.mode, batch, tuple(layers), breakdown, upper, self.basis)
 
     def affine(self) -> tuple[int, int] | None:
         """(fixed, per_sample) with total = fixed + per_sample * batch, when exactly affine."""
@@ -167,6 +180,15 @@ class Plan:
             return coefficients[0] + coefficients[1] * batch
         return self.evaluate(batch).total_bytes
 
+    def upper_bytes(self, batch: int) -> int:
+        """The bound no execution order exceeds at `batch` (the total where rows are exact)."""
+        if self.upper is None:
+            return self.total_bytes(batch)
+        other = self._replanned(batch)
+        if other is not None:
+            return other.upper_bytes(batch)
+        return max(self.upper, self.total_bytes(batch))
+
 
 def model_for(spec: FamilySpec | ModelSpec, mode: Mode) -> ModelSpec:
     """The layer list a mode counts: families expand the way that mode reads the paper."""
@@ -179,7 +201,11 @@ def model_for(spec: FamilySpec | ModelSpec, mode: Mode) -> ModelSpec:
 def plan(spec: FamilySpec | ModelSpec, mode: Mode = DEFAULT_MODE) -> Plan:
     model = model_for(spec, mode)
     counter = cost_model(mode)
-    rows = counter.rows(model, resolve(model))
+    upper: int | None = None
+    if isinstance(counter, BoundedCostModel):
+        rows, upper = counter.bounded_rows(model, resolve(model))
+    else:
+        rows = counter.rows(model, resolve(model))
     return Plan(
         mode,
         spec,
@@ -187,6 +213,8 @@ def plan(spec: FamilySpec | ModelSpec, mode: Mode = DEFAULT_MODE) -> Plan:
         counter.alignment,
         counter.resident_bytes(),
         counter.batch_invariant,
+        counter.basis,
+        upper,
     )
 
 

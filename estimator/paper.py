@@ -40,6 +40,7 @@ def paper_params(layer: ResolvedLayer) -> int:
 
 class PaperCostModel:
     name = "paper"
+    basis = "paper-equations"
     alignment = 1
     decoder_blocks: int | None = EQ2_DECODER_BLOCKS
     batch_invariant = True

@@ -47,8 +47,7 @@ def test_a_changed_number_in_either_mode_changes_the_version(
     monkeypatch.setattr(paper, "RESIDENT_BUFFER_BYTES", paper.RESIDENT_BUFFER_BYTES + 1)
     paper_changed = version.fingerprint()
     monkeypatch.undo()
-    handle = framework.VARIABLE_HANDLE_BYTES + framework.BFC_ALIGNMENT  # one more rounding unit
-    monkeypatch.setattr(framework, "VARIABLE_HANDLE_BYTES", handle)
+    monkeypatch.setattr(framework, "RESIDENT_BYTES", framework.RESIDENT_BYTES + 1)
     framework_changed = version.fingerprint()
     assert len({before, paper_changed, framework_changed}) == 3
 
