@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, Select, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -170,9 +170,10 @@ def get(session: Session, estimate_id: int) -> StoredEstimate:
     return _record(found, computed=False)
 
 
-def where_spec(
-    query: Select[Any], *, family: str | None, k: int | None, nt: int | None
-) -> Select[Any]:
+_Query = TypeVar("_Query", bound="Select[*tuple[Any, ...]]")
+
+
+def where_spec(query: _Query, *, family: str | None, k: int | None, nt: int | None) -> _Query:
     """Narrow a query joined to the specs table by family, k and N_T (None: any)."""
     if family is not None:
         query = query.where(SpecRow.family == family)
