@@ -21,7 +21,6 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.api.errors import ProblemError
 from app.core.statuses import TERMINAL_STATUSES as TERMINAL
 from app.db.models import Estimate as EstimateRow
 from app.db.models import Job, utcnow
@@ -29,6 +28,7 @@ from app.db.models import Measurement as MeasurementRow
 from app.db.models import Spec as SpecRow
 from app.db.session import begin_write
 from app.services import estimates
+from estimator.errors import NotFound
 from estimator.spec import AnySpec
 from estimator.units import reported_error_pct
 
@@ -108,7 +108,7 @@ def submit(
 def get(session: Session, job_id: int) -> Job:
     job = session.get(Job, job_id, populate_existing=True)
     if job is None:
-        raise ProblemError(404, f"no job with id {job_id}")
+        raise NotFound(f"no job with id {job_id}")
     return job
 
 
@@ -460,6 +460,7 @@ def list_measurements(
     status: str | None = None,
     device: str | None = None,
     job_id: int | None = None,
+    mode: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
@@ -475,6 +476,8 @@ def list_measurements(
         query = query.where(MeasurementRow.device == device)
     if job_id is not None:
         query = query.where(MeasurementRow.job_id == job_id)
+    if mode is not None:
+        query = query.where(EstimateRow.mode == mode)
     query = query.order_by(MeasurementRow.id).limit(limit).offset(offset)
     items = []
     for measured, estimate, spec in session.execute(query):
@@ -498,6 +501,7 @@ def list_measurements(
                 "status": measured.status,
                 "device": measured.device,
                 "estimate_bytes": estimate_bytes,
+                "breakdown": estimate.breakdown,
                 "measured_bytes": measured_bytes,
                 "error_pct": reported_error_pct(estimate_bytes, measured_bytes),
                 "step_time_s": measured.step_time_s,
