@@ -36,7 +36,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from estimator.bfc import BFC_ALIGNMENT, Bfc, Chunk, largest_chunk
-from estimator.costs import Allocation, CostRow, align_up
+from estimator.costs import Allocation, CostRow, align_up, layer_row
 from estimator.rewrites import CPU_DEVICE_MEMORY_LIMIT, rewritten_batch_norm
 from estimator.steps import MATMULS, StepGenerator, StepPlan, Trace
 
@@ -194,18 +194,7 @@ class FrameworkCostModel:
                 notes.append("peak: allocated here")
             if i == plan.rewritten:
                 notes.append("grappler rewrote its input-gradient AddN")
-            rows.append(
-                CostRow(
-                    name=layer.name,
-                    type=layer.type,
-                    part=layer.spec.part,
-                    output_features=layer.out_features,
-                    params=layer.params,
-                    allocations=tuple(per_row[i + 1]),
-                    index=layer.index,
-                    note="; ".join(notes),
-                )
-            )
+            rows.append(layer_row(layer, per_row[i + 1], note="; ".join(notes)))
         return rows, upper + RESIDENT_BYTES
 
     def resident_bytes(self) -> int:

@@ -17,13 +17,15 @@ from sqlalchemy import Float, cast, func, select
 from sqlalchemy.orm import Session
 
 from app.api.errors import ProblemError, invalid
-from app.db.models import JOB_STATUSES, Job, utcnow
+from app.core.statuses import JOB_STATUSES
 from app.db.models import Estimate as EstimateRow
+from app.db.models import Job, utcnow
 from app.db.models import Measurement as MeasurementRow
 from app.db.models import Spec as SpecRow
 from app.services import calibration, jobs
-from app.services.estimates import AnySpec, engine_call, totals, where_spec
+from app.services.estimates import engine_call, totals, where_spec
 from estimator.engine import ENGINE_VERSION, Mode, cached_plan
+from estimator.spec import AnySpec
 
 LATEST_JOBS = 10
 # The device the dashboard opens on when it has pairs (the paper's measured GPU).
@@ -82,7 +84,7 @@ def worker_presence(session: Session, now: datetime | None = None) -> dict[str, 
 
 
 def overview(session: Session) -> dict[str, Any]:
-    by_status = dict.fromkeys(JOB_STATUSES, 0)
+    by_status: dict[str, int] = dict.fromkeys(JOB_STATUSES, 0)
     job_counts = []
     grouped = session.execute(
         select(Job.kind, Job.status, func.count())
