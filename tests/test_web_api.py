@@ -120,6 +120,8 @@ def test_batch_curve_is_the_engine_and_errors_name_the_field(client: Any) -> Non
         plan.total_bytes(b) for b in (1, 2048, 4096)
     ]
     assert round(curve.json()["points"][1]["total_gib"], 1) == 800.9
+    many = client.post("/v1/batch-curve", json={**body, "mode": "framework", "batches": [1] * 33})
+    assert many.status_code == 422 and "at most 32" in many.json()["detail"]
     bad = client.post("/v1/batch-curve", json={**body, "batches": [0]})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"].startswith("batches")
     bad = client.post("/v1/batch-curve", json={**body, "spec": {"family": "ae", "k": 0, "nt": 4}})

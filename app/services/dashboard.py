@@ -217,12 +217,15 @@ def fitted_calibration(session: Session, device: str, mode: Mode) -> dict[str, A
 
 
 MAX_CURVE_POINTS = 64
+# Each framework-mode point replays the allocator (~5-25 ms): fewer of them per request.
+MAX_FRAMEWORK_CURVE_POINTS = 32
 
 
 def batch_curve(spec: AnySpec, mode: Mode, batches: list[int]) -> dict[str, Any]:
     """Totals of one spec at several batch sizes (the spec's own plan, any spec kind)."""
-    if len(batches) > MAX_CURVE_POINTS:
-        raise invalid("batches", f"at most {MAX_CURVE_POINTS} batch sizes")
+    limit = MAX_FRAMEWORK_CURVE_POINTS if mode == "framework" else MAX_CURVE_POINTS
+    if len(batches) > limit:
+        raise invalid("batches", f"at most {limit} batch sizes in {mode} mode")
 
     def run() -> list[dict[str, Any]]:
         plan = cached_plan(spec, mode)

@@ -161,7 +161,7 @@ function curveBatches(batch, maxBatch) {
   const top = Math.max(batch, maxBatch, 1) * 4;
   const batches = new Set([batch]);
   if (maxBatch > 0) batches.add(maxBatch);
-  for (let b = 1; b <= top && batches.size < 60; b *= 2) batches.add(b);
+  for (let b = 1; b <= top && batches.size < 30; b *= 2) batches.add(b);  // within both modes' limits
   return [...batches].sort((a, b) => a - b);
 }
 
