@@ -221,18 +221,44 @@ MAX_CURVE_POINTS = 64
 MAX_FRAMEWORK_CURVE_POINTS = 32
 
 
+# A framework-mode point replans the whole model: a request replans at most this many
+# layer rows in all (a few seconds at most), so a deep model gets a thinner curve.
+CURVE_BUDGET_ROWS = 2000
+
+
+def _spread(count: int, keep: int) -> list[int]:
+    """`keep` indices spread evenly over range(count), both ends included."""
+    if keep >= count:
+        return list(range(count))
+    if keep == 1:
+        return [count - 1]
+    return sorted({round(i * (count - 1) / (keep - 1)) for i in range(keep)})
+
+
 def batch_curve(spec: AnySpec, mode: Mode, batches: list[int]) -> dict[str, Any]:
-    """Totals of one spec at several batch sizes (the spec's own plan, any spec kind)."""
+    """Totals of one spec at several batch sizes (the spec's own plan, any spec kind).
+
+    Batch-invariant modes (paper) share one plan; the framework mode plans each batch
+    anew, so beyond CURVE_BUDGET_ROWS the batches are thinned evenly and the ones left
+    out are listed under `skipped`.
+    """
     limit = MAX_FRAMEWORK_CURVE_POINTS if mode == "framework" else MAX_CURVE_POINTS
     if len(batches) > limit:
         raise invalid("batches", f"at most {limit} batch sizes in {mode} mode")
+    ordered = sorted(set(batches))
 
-    def run() -> list[dict[str, Any]]:
-        plan = cached_plan(spec, mode)
-        return [{"batch": b, **totals(plan.total_bytes(b))} for b in batches]
+    def run() -> tuple[list[dict[str, Any]], list[int]]:
+        last = ordered[-1]
+        plan = cached_plan(spec.model_copy(update={"batch": last}), mode)
+        keep = len(ordered)
+        if not plan.batch_invariant:
+            keep = max(1, CURVE_BUDGET_ROWS // max(1, len(plan.rows)))
+        chosen = [ordered[i] for i in _spread(len(ordered), keep)]
+        points = [{"batch": b, **totals(plan.total_bytes(b))} for b in chosen]
+        return points, [b for b in ordered if b not in set(chosen)]
 
-    points: list[dict[str, Any]] = engine_call(mode, run, field="spec")
-    return {"mode": mode, "engine_version": ENGINE_VERSION, "points": points}
+    points, skipped = engine_call(mode, run, field="spec")
+    return {"mode": mode, "engine_version": ENGINE_VERSION, "points": points, "skipped": skipped}
 
 
 def parse_spec_text(text: str) -> dict[str, Any]:

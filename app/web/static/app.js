@@ -204,6 +204,9 @@ function renderEstimate(estimate, gate, maxBatch, curve, device) {
   $("max-batch").textContent = maxBatch.max_batch > 0
     ? `Largest batch that fits ${device.label}: ${maxBatch.max_batch} (${gibText(maxBatch.total_gib)} GiB, calibrated).`
     : `Not even batch 1 fits ${device.label}.`;
+  if (curve.skipped.length) {
+    $("max-batch").textContent += ` The curve is thinned to ${points.length} points (a deep model in framework mode plans each batch anew; skipped: ${curve.skipped.join(", ")}).`;
+  }
   fill($("curve-table").tBodies[0], points.map((p) => el("tr", {},
     el("td", { class: "num" }, p.batch), el("td", { class: "num" }, gibText(p.total_gib)),
     el("td", {}, maxBatch.max_batch >= p.batch ? "yes" : "no"))));
