@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from app import exits
 from app.cli_errors import run_command
 from app.cli_options import (
     ALL_SPEC_FLAGS,
@@ -38,6 +39,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Print the traceback of an internal error.")
+    ] = False,
+) -> None:
+    """GPU memory for training end-to-end learned physical layers."""
+    exits.set_debug(debug)
 
 
 def _print_estimate(estimate: Estimate) -> None:

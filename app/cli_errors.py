@@ -1,13 +1,15 @@
-"""How every `phymem` command reports bad input: one line on stderr and exit 2."""
+"""How every `phymem` command reports errors: bad input is one line on stderr and exit 2,
+a fault of the program one line and exit 3 (`--debug` for the traceback)."""
 
 from collections.abc import Callable
 from typing import NoReturn
 
 import typer
 
+from app import exits
 from app.specio import UsageError, validation_message
 
-EXIT_INVALID = 2
+EXIT_INVALID = exits.EXIT_INVALID
 
 
 def fail(message: str) -> NoReturn:
@@ -16,10 +18,16 @@ def fail(message: str) -> NoReturn:
 
 
 def run_command(body: Callable[[], None]) -> None:
-    """Run a command body, turning bad input into one line on stderr and exit 2."""
+    """Run a command body: bad input exits 2, anything else unexpected exits 3."""
+    from estimator.errors import InvalidInput
+
     try:
         body()
     except UsageError as error:
         fail(str(error))
-    except ValueError as error:
+    except InvalidInput as error:
         fail(validation_message(error))
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception as error:
+        raise typer.Exit(exits.report_fault("phymem", error)) from None

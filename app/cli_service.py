@@ -96,12 +96,36 @@ def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> 
 
 
 def downgrade(
-    revision: str = typer.Argument("-1", help="Target revision ('base': drop everything)."),
+    revision: str = typer.Argument(
+        ..., help="Target revision: one below the current ('0001', '-1'), or 'base' (drop all)."
+    ),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask: drop the data."),
 ) -> None:
-    """Migrate the database down to REVISION (default: one step)."""
+    """Migrate the database down to REVISION, dropping the tables and columns of every
+    revision above it; asks first (or needs --yes when not on a terminal)."""
+    import sys
+
     from app.db import migrate
 
     url = _url()
+    try:
+        undone = migrate.downgrade_steps(url, revision)
+    except migrate.MigrationError as error:
+        typer.echo(f"phymem db downgrade: {error}", err=True)
+        raise typer.Exit(2) from None
+    what = (
+        f"{_shown(url)}: undo revision(s) {', '.join(undone)}, dropping their tables and "
+        "columns with the data in them"
+    )
+    if not yes:
+        if not sys.stdin.isatty():
+            typer.echo(
+                f"phymem db downgrade: would {what[0].lower()}{what[1:]}; pass --yes to go ahead",
+                err=True,
+            )
+            raise typer.Exit(2)
+        if not typer.confirm(f"{what}. Go ahead?", default=False):
+            raise typer.Exit(1)
     migrate.downgrade(url, revision)
     _report(url)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from estimator.engine import DEFAULT_MODE, Mode, cached_plan
+from estimator.errors import InvalidSpec
 from estimator.families import MAX_MESSAGE_BITS, ONE_HOT_FAMILIES
 from estimator.spec import FamilySpec, ModelSpec
 
@@ -41,7 +42,7 @@ def max_batch(spec: FamilySpec | ModelSpec, vram_bytes: int, mode: Mode = DEFAUL
         if fixed + per_sample > vram_bytes:
             return 0
         if per_sample == 0:
-            raise ValueError("memory does not depend on the batch size: any batch fits")
+            raise InvalidSpec("spec", "memory does not depend on the batch size: any batch fits")
         return (vram_bytes - fixed) // per_sample
     return _largest(lambda batch: plan.total_bytes(batch) <= vram_bytes, upper_bound=2**62)
 

@@ -8,7 +8,7 @@ generic form (see `estimator.families`); everything downstream works on layers.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, model_validator
 
@@ -34,12 +34,28 @@ PositiveInt = Annotated[int, Field(ge=1)]
 Dimension = Annotated[int, Field(ge=1, le=MAX_DIMENSION)]
 
 
+# Printable text only: a NUL or another control character is refused at validation (the
+# same answer on every database; PostgreSQL cannot store NUL in text).
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True, allow_inf_nan=False)
+
+
+def _type_required(schema: dict[str, Any]) -> None:
+    # The layer union is discriminated by `type`: the published schema says it is required.
+    required = schema.setdefault("required", [])
+    if "type" in schema.get("properties", {}) and "type" not in required:
+        required.insert(0, "type")
 
 
 class _LayerBase(_Strict):
-    name: str | None = Field(default=None, description="Optional display name.")
+    model_config = ConfigDict(json_schema_extra=_type_required)
+
+    name: str | None = Field(
+        default=None, max_length=200, pattern=PRINTABLE, description="Optional display name."
+    )
     part: Part | None = Field(default=None, description="Encoder, channel or decoder.")
 
 
@@ -79,7 +95,7 @@ class Activation(_LayerBase):
 
 class GaussianNoise(_LayerBase):
     type: Literal["gaussian_noise"] = "gaussian_noise"
-    stddev: float = Field(default=0.1, gt=0)
+    stddev: float = Field(default=0.1, gt=0, le=1, description="At most 1, as Keras allows.")
 
 
 class ComplexChannel(_LayerBase):

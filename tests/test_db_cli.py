@@ -39,8 +39,19 @@ def test_db_commands(cli: typer.Typer, tmp_path: Path, monkeypatch: pytest.Monke
         assert result.exit_code == 0, result.output
         assert (tmp_path / "data" / "phymem.db").exists()
         assert "up to date" in runner.invoke(cli, ["db", "current"]).output
-        result = runner.invoke(cli, ["db", "downgrade", "base"])
+        missing = runner.invoke(cli, ["db", "downgrade"])
+        assert missing.exit_code == 2  # a target is required
+        refused = runner.invoke(cli, ["db", "downgrade", "base"])
+        assert refused.exit_code == 2 and "pass --yes" in refused.output
+        assert "up to date" in runner.invoke(cli, ["db", "current"]).output  # nothing dropped
+        unknown = runner.invoke(cli, ["db", "downgrade", "zzzz", "--yes"])
+        assert unknown.exit_code == 2 and len(unknown.output.strip().splitlines()) == 1
+        assert "Traceback" not in unknown.output
+        result = runner.invoke(cli, ["db", "downgrade", "base", "--yes"])
         assert result.exit_code == 0 and "at base" in result.output
+        at_base = runner.invoke(cli, ["db", "downgrade", "base", "--yes"])
+        assert at_base.exit_code == 2 and "nothing to downgrade" in at_base.output
+        assert len(at_base.output.strip().splitlines()) == 1
     finally:
         get_settings.cache_clear()
 

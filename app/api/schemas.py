@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_val
 
 from estimator.calibration import Calibration
 from estimator.engine import DEFAULT_MODE, Breakdown, LayerEstimate, Mode
-from estimator.spec import FamilySpec, ModelSpec
+from estimator.spec import PRINTABLE, FamilySpec, ModelSpec
 from estimator.sweep import Grid
 
 # Tags of the spec unions below; error locations drop them (see app/api/errors.py).
@@ -22,6 +22,7 @@ MAX_ID = 2**31 - 1
 DeviceField = Field(
     default=None,
     max_length=64,
+    pattern=PRINTABLE,
     description="A catalog device: the answer then also carries the estimate calibrated "
     "for it (GET /v1/devices/{name}/calibration).",
 )
@@ -162,7 +163,9 @@ class CalibratedOut(_Totals):
 
 
 class EstimateOut(_Totals):
-    id: int
+    id: int | None = Field(
+        description="The stored estimate; null when not stored (the anonymous store limit)."
+    )
     spec_hash: str = Field(description="SHA-256 of the spec's canonical JSON.")
     spec: dict[str, Any] = Field(description="The spec with its defaults filled in.")
     mode: str
@@ -206,10 +209,16 @@ class _Target(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     device: str | None = Field(
-        default=None, description="A device name from GET /v1/devices.", examples=["a100-80gb"]
+        default=None,
+        max_length=64,
+        pattern=PRINTABLE,
+        description="A device name from GET /v1/devices.",
+        examples=["a100-80gb"],
     )
     vram: str | None = Field(
         default=None,
+        max_length=64,
+        pattern=PRINTABLE,
         description="A memory size instead of a device: '80GiB', '40GB' or a byte count.",
         examples=["80GiB"],
     )
@@ -219,7 +228,9 @@ class _Target(BaseModel):
 class NamedSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=200, description="Default: specs[i].")
+    name: str | None = Field(
+        default=None, max_length=200, pattern=PRINTABLE, description="Default: specs[i]."
+    )
     spec: ApiSpec
 
 
@@ -393,6 +404,15 @@ def grid_points(text: str) -> list[float]:
     """The Eb/N0 values of a grid string (profilers.phy's parser; numpy only)."""
     from profilers.phy.montecarlo import parse_grid
 
+    parts = text.split(":")
+    if len(parts) == 3:  # count the points before the parser lists them
+        try:
+            start, stop, step = (float(p) for p in parts)
+        except ValueError:
+            pass
+        else:
+            if step > 0 and stop >= start and (stop - start) / step >= MAX_GRID_POINTS:
+                raise ValueError(f"at most {MAX_GRID_POINTS} points, got {text!r}")
     try:
         return parse_grid(text)
     except ValueError as error:

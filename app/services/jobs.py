@@ -21,13 +21,13 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.api.errors import ProblemError
 from app.db.models import Estimate as EstimateRow
 from app.db.models import Job, utcnow
 from app.db.models import Measurement as MeasurementRow
 from app.db.models import Spec as SpecRow
 from app.db.session import begin_write
 from app.services import estimates
+from estimator.errors import NotFound
 from estimator.spec import FamilySpec, ModelSpec
 
 AnySpec = FamilySpec | ModelSpec
@@ -108,7 +108,7 @@ def submit(
 def get(session: Session, job_id: int) -> Job:
     job = session.get(Job, job_id, populate_existing=True)
     if job is None:
-        raise ProblemError(404, f"no job with id {job_id}")
+        raise NotFound(f"no job with id {job_id}")
     return job
 
 

@@ -7,18 +7,31 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.api.errors import invalid
+from app.core.limits import charge, check_budget, framework_units
 from app.db.models import Device
+from app.db.session import release
 from app.services.calibration import calibration
-from app.services.estimates import AnySpec, engine_call, totals
+from app.services.estimates import AnySpec, charge_framework, engine_call, layer_count, totals
 from estimator.engine import ENGINE_VERSION, Mode, cached_plan
+from estimator.errors import InvalidInput as invalid
 from estimator.gate import check
 from estimator.search import max_batch
-from estimator.spec import MAX_MESSAGE_BITS
+from estimator.spec import MAX_MESSAGE_BITS, FamilySpec
 from estimator.sweep import Grid, sweep
 from estimator.units import GIB, parse_size
 
+# Evaluations one largest-batch search may make (a doubling then a bisection over 2^62).
+MAX_BATCH_PROBES = 64
 _GRID_LISTS = ("family", "k", "nt", "batch", "precision", "optimizer")
+
+
+def _family_units(family: str, grid: Grid) -> int:
+    """Framework-mode units of one cell of `family` at the grid's largest k and N_T."""
+    try:
+        spec = FamilySpec(family=family, k=max(grid.k), nt=max(grid.nt), ht=grid.ht, hr=grid.hr)
+    except ValueError:
+        return 0  # the sweep itself words the error
+    return framework_units(layer_count(spec))
 
 
 def run_sweep(grid: Grid, max_cells: int) -> dict[str, Any]:
@@ -38,7 +51,18 @@ def run_sweep(grid: Grid, max_cells: int) -> dict[str, Any]:
             f"max(k) * max(nt) = {bits} bits: message spaces beyond 2^{MAX_MESSAGE_BITS} "
             "are not supported",
         )
-    rows = engine_call(grid.mode, lambda: list(sweep(grid)))
+    if grid.mode == "framework":
+        widest_units = max(_family_units(family, grid) for family in grid.family)
+        charge(widest_units * grid.size, "", f"a {grid.size}-cell framework-mode sweep")
+
+    def rows_checked() -> list[Any]:
+        rows = []
+        for row in sweep(grid):
+            check_budget()
+            rows.append(row)
+        return rows
+
+    rows = engine_call(grid.mode, rows_checked)
     return {
         "mode": grid.mode,
         "engine_version": ENGINE_VERSION,
@@ -100,8 +124,11 @@ def gate(
 ) -> dict[str, Any]:
     name, vram_bytes = resolve_memory(session, device, vram)
     calibrated = None if name is None else calibration(session, name, mode)
+    release(session)
+    charge_framework(mode, [spec for _, spec in specs], 1, "specs", f"a gate of {len(specs)} specs")
     verdicts = []
     for index, (label, spec) in enumerate(specs):
+        check_budget()
         verdict = engine_call(
             mode,
             check,
@@ -136,6 +163,8 @@ def largest_batch(
     session: Session, spec: AnySpec, device: str | None, vram: str | None, mode: Mode
 ) -> dict[str, Any]:
     name, vram_bytes = resolve_memory(session, device, vram)
+    release(session)
+    charge_framework(mode, [spec], MAX_BATCH_PROBES, "spec", "this largest-batch search")
     batch: int = engine_call(mode, max_batch, spec, vram_bytes, mode, field="spec")
     at_max: dict[str, Any] = {"total_bytes": None, "total_bytes_decimal": None, "total_gib": None}
     if batch > 0:

@@ -17,14 +17,14 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import JobRateLimit, ReleasingRoute, SessionDep, SettingsDep
 from app.api.errors import ProblemError, invalid
 from app.api.schemas import MAX_ID, ApiSpec, EvaluateParams, Problem, TrainParams
 from app.services import jobs, training
 from app.worker.resources import CLASS_PATTERN
 from estimator.engine import Mode
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=ReleasingRoute)
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "oom", "cancelled"]
 
@@ -50,6 +50,13 @@ def require_api_key(
 
 
 ApiKey = Annotated[None, Depends(require_api_key)]
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {
+        "model": Problem,
+        "description": "Past PHYMEM_JOBS_PER_MINUTE for this key; retry after Retry-After s.",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    }
+}
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Missing or wrong X-API-Key."},
     403: {"model": Problem, "description": "Submissions disabled: no PHYMEM_API_KEY set."},
@@ -77,7 +84,8 @@ class JobRequest(BaseModel):
     memory_limit_bytes: int | None = Field(
         default=None,
         ge=2**20,
-        description="Cap the measuring process's address space (a smaller device).",
+        le=2**50,
+        description="Cap the measuring process's address space (a smaller device); 1 MiB to 1 PiB.",
     )
     timeout_s: float | None = Field(default=None, gt=0, le=86_400)
     max_attempts: int = Field(default=3, ge=1, le=10, description="Claims before failing.")
@@ -190,11 +198,12 @@ class HistoryOut(BaseModel):
     status_code=202,
     response_model=JobOut,
     summary="Queue a profile or training job",
-    responses=AUTH_RESPONSES,
+    responses=AUTH_RESPONSES | RATE_LIMITED,
 )
 def create_job(
     request: JobRequest,
     _: ApiKey,
+    __: JobRateLimit,
     session: SessionDep,
     response: Response,
 ) -> Any:

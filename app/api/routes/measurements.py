@@ -8,13 +8,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from app.api.deps import SessionDep
+from app.api.deps import ReleasingRoute, SessionDep
 from app.api.schemas import MAX_ID
 from app.services import jobs
 from estimator.engine import Mode
-from estimator.spec import MAX_MESSAGE_BITS, FamilyName
+from estimator.spec import MAX_MESSAGE_BITS, PRINTABLE, FamilyName
 
-router = APIRouter(prefix="/v1/measurements", tags=["measurements"])
+router = APIRouter(prefix="/v1/measurements", tags=["measurements"], route_class=ReleasingRoute)
 
 
 class MeasurementOut(BaseModel):
@@ -54,7 +54,7 @@ def list_measurements(
     k: Annotated[int | None, Query(ge=1, le=MAX_MESSAGE_BITS)] = None,
     nt: Annotated[int | None, Query(ge=1, le=MAX_MESSAGE_BITS)] = None,
     status: Annotated[Literal["ok", "oom", "failed"] | None, Query()] = None,
-    device: Annotated[str | None, Query(max_length=128)] = None,
+    device: Annotated[str | None, Query(max_length=128, pattern=PRINTABLE)] = None,
     job_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     mode: Annotated[Mode | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
