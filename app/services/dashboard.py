@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import Float, cast, func, select
 from sqlalchemy.orm import Session
 
-from app.api.errors import ProblemError, invalid
 from app.db.models import JOB_STATUSES, Job, utcnow
 from app.db.models import Estimate as EstimateRow
 from app.db.models import Measurement as MeasurementRow
@@ -24,6 +23,8 @@ from app.db.models import Spec as SpecRow
 from app.services import calibration, jobs
 from app.services.estimates import AnySpec, engine_call, totals, where_spec
 from estimator.engine import ENGINE_VERSION, Mode, cached_plan
+from estimator.errors import InvalidInput as invalid
+from estimator.errors import NotFound
 
 LATEST_JOBS = 10
 # The device the dashboard opens on when it has pairs (the paper's measured GPU).
@@ -204,7 +205,7 @@ def fitted_calibration(session: Session, device: str, mode: Mode) -> dict[str, A
     """The device's calibration (None for a device outside the catalog, e.g. a CPU host)."""
     try:
         found = calibration.calibration(session, device, mode)
-    except ProblemError:  # not a catalog device: the page draws no fit line
+    except NotFound:  # not a catalog device: the page draws no fit line
         return None
     return {
         "device": found.device,
