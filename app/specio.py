@@ -134,7 +134,7 @@ def parse_mode(value: str) -> Mode:
 
     if value not in MODES:
         raise UsageError(f"--mode: must be one of {', '.join(MODES)}, not {value!r}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def resolve_vram(vram: str | None, device: str | None) -> tuple[int, str]:

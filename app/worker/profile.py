@@ -11,9 +11,9 @@ import platform
 from dataclasses import asdict
 from typing import Any
 
-from estimator.spec import FamilySpec, ModelSpec
+from estimator.spec import AnySpec
+from estimator.units import reported_error_pct
 
-AnySpec = FamilySpec | ModelSpec
 DEFAULT_STEPS = 3
 DEFAULT_TIMEOUT_S = 1800.0
 STATUS_TO_JOB = {"ok": "succeeded", "oom": "oom", "failed": "failed"}
@@ -66,13 +66,6 @@ def measure(
     return asdict(measured)
 
 
-def error_pct(estimate_bytes: int | None, measured_bytes: int | None) -> float | None:
-    """(estimate - measured) / measured in percent: positive when the estimate is above."""
-    if estimate_bytes is None or not measured_bytes:
-        return None
-    return round((estimate_bytes - measured_bytes) * 100.0 / measured_bytes, 3)
-
-
 def framework_versions(
     measurement: dict[str, Any], ray_version: str | None = None
 ) -> dict[str, Any]:
@@ -106,7 +99,7 @@ def pair(
         "estimate_bytes": estimate_bytes,
         "estimate_mode": estimate["mode"],
         "measured_bytes": measured,
-        "error_pct": error_pct(estimate_bytes, measured) if status == "ok" else None,
+        "error_pct": reported_error_pct(estimate_bytes, measured) if status == "ok" else None,
         "step_time_s": measurement.get("step_time_s"),
         "resident_bytes": measurement.get("resident_bytes"),
         "step_peaks": measurement.get("step_peaks") or [],
