@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from estimator.calibration import Calibration
 from estimator.engine import DEFAULT_MODE, Breakdown, LayerEstimate, Mode
+from estimator.gate import DEFAULT_BASIS, Basis
 from estimator.spec import FamilySpec, ModelSpec
 from estimator.sweep import Grid
 
@@ -213,6 +214,12 @@ class _Target(BaseModel):
         examples=["80GiB"],
     )
     mode: Mode = ModeField
+    basis: Basis = Field(
+        default=DEFAULT_BASIS,
+        description="What a fit is judged on: 'upper' (default), the estimate's upper_bytes, "
+        "a bound no execution order of the step exceeds; 'expected', its peak_bytes, the "
+        "layout most processes take.",
+    )
 
 
 class NamedSpec(BaseModel):
@@ -232,9 +239,12 @@ class VerdictOut(_Totals):
     vram_bytes: int
     reason: str
     calibration: str = Field(
-        description="The device calibration applied to the estimate: 'none', or its source "
-        "('prior' or 'fit') and how many measured pairs back it."
+        description="The device calibration applied to the estimate: 'none', or 'prior (0 "
+        "pairs)' (fit verdicts use a named device's prior calibration only)."
     )
+    basis: str = Field(description="'upper' or 'expected': what total_bytes is.")
+    peak_bytes: int = Field(description="The estimate's expected peak (uncalibrated).")
+    upper_bytes: int = Field(description="The estimate's upper bound (uncalibrated).")
 
 
 class GateOut(BaseModel):
@@ -242,6 +252,7 @@ class GateOut(BaseModel):
     device: str | None
     vram_bytes: int
     mode: str
+    basis: str
     engine_version: str
     verdicts: list[VerdictOut]
 
@@ -251,13 +262,22 @@ class MaxBatchRequest(_Target):
 
 
 class MaxBatchOut(BaseModel):
-    max_batch: int = Field(description="Largest batch that fits; 0 when not even 1 does.")
+    max_batch: int = Field(
+        description="Largest B such that every batch 1..B fits (by the basis); 0 when not "
+        "even 1 does."
+    )
     fits: bool
     device: str | None
     vram_bytes: int
     mode: str
+    basis: str
+    calibration: str
     engine_version: str
-    total_bytes: int | None = Field(description="The estimate at max_batch.")
+    peak_bytes: int | None = Field(description="The expected peak at max_batch.")
+    upper_bytes: int | None = Field(description="The upper bound at max_batch.")
+    total_bytes: int | None = Field(
+        description="What was judged at max_batch: the basis's bytes, calibration applied."
+    )
     total_bytes_decimal: str | None
     total_gib: float | str | None
 

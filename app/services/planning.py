@@ -9,10 +9,10 @@ from sqlalchemy.orm import Session
 
 from app.api.errors import invalid
 from app.db.models import Device
-from app.services.calibration import calibration
 from app.services.estimates import AnySpec, engine_call, totals
+from estimator.calibration import Calibration, prior
 from estimator.engine import ENGINE_VERSION, Mode, cached_plan
-from estimator.gate import check
+from estimator.gate import Basis, check, required_bytes
 from estimator.search import max_batch
 from estimator.spec import MAX_MESSAGE_BITS
 from estimator.sweep import Grid, sweep
@@ -91,15 +91,21 @@ def resolve_memory(
     return found.name, found.memory_bytes
 
 
+def verdict_calibration(device: str | None, mode: Mode) -> Calibration | None:
+    """The one rule of every fit verdict (estimator.gate): a named device's prior only."""
+    return None if device is None else prior(device, mode)
+
+
 def gate(
     session: Session,
     specs: list[tuple[str | None, AnySpec]],
     device: str | None,
     vram: str | None,
     mode: Mode,
+    basis: Basis = "upper",
 ) -> dict[str, Any]:
     name, vram_bytes = resolve_memory(session, device, vram)
-    calibrated = None if name is None else calibration(session, name, mode)
+    calibrated = verdict_calibration(name, mode)
     verdicts = []
     for index, (label, spec) in enumerate(specs):
         verdict = engine_call(
@@ -110,6 +116,7 @@ def gate(
             vram_bytes,
             mode,
             calibrated,
+            basis,
             field=f"specs.{index}",
         )
         verdicts.append(
@@ -119,6 +126,9 @@ def gate(
                 "vram_bytes": verdict.vram_bytes,
                 "reason": verdict.reason,
                 "calibration": verdict.calibration,
+                "basis": verdict.basis,
+                "peak_bytes": verdict.peak_bytes,
+                "upper_bytes": verdict.upper_bytes,
                 **totals(verdict.total_bytes),
             }
         )
@@ -127,25 +137,50 @@ def gate(
         "device": name,
         "vram_bytes": vram_bytes,
         "mode": mode,
+        "basis": basis,
         "engine_version": ENGINE_VERSION,
         "verdicts": verdicts,
     }
 
 
 def largest_batch(
-    session: Session, spec: AnySpec, device: str | None, vram: str | None, mode: Mode
+    session: Session,
+    spec: AnySpec,
+    device: str | None,
+    vram: str | None,
+    mode: Mode,
+    basis: Basis = "upper",
 ) -> dict[str, Any]:
     name, vram_bytes = resolve_memory(session, device, vram)
-    batch: int = engine_call(mode, max_batch, spec, vram_bytes, mode, field="spec")
-    at_max: dict[str, Any] = {"total_bytes": None, "total_bytes_decimal": None, "total_gib": None}
+    calibrated = verdict_calibration(name, mode)
+    batch: int = engine_call(
+        mode, max_batch, spec, vram_bytes, mode, basis, calibrated, field="spec"
+    )
+    at_max: dict[str, Any] = {
+        "total_bytes": None,
+        "total_bytes_decimal": None,
+        "total_gib": None,
+        "peak_bytes": None,
+        "upper_bytes": None,
+    }
     if batch > 0:
-        at_max = totals(engine_call(mode, lambda: cached_plan(spec, mode).total_bytes(batch)))
+        plan = engine_call(mode, cached_plan, spec, mode)
+        at_max = {
+            **totals(required_bytes(plan, batch, basis, calibrated)),
+            "peak_bytes": plan.total_bytes(batch),
+            "upper_bytes": plan.upper_bytes(batch),
+        }
+    applied = "none"
+    if calibrated is not None and calibrated.source != "none":
+        applied = f"{calibrated.source} ({calibrated.pairs} pairs)"
     return {
         "max_batch": batch,
         "fits": batch > 0,
         "device": name,
         "vram_bytes": vram_bytes,
         "mode": mode,
+        "basis": basis,
+        "calibration": applied,
         "engine_version": ENGINE_VERSION,
         **at_max,
     }
