@@ -8,11 +8,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from app.specio import UsageError, validation_message
+from app import exits
+from app.cli_errors import run_command
+from app.cli_options import (
+    ALL_SPEC_FLAGS,
+    DeviceOpt,
+    JsonOpt,
+    ModeOpt,
+    SpecArg,
+    VramOpt,
+    spec_flags,
+)
+from app.specio import UsageError
 from app.specio import build_spec as _build_spec
 from app.specio import parse_mode as _mode
 from app.specio import resolve_vram as _vram
@@ -29,43 +40,15 @@ app = typer.Typer(
     add_completion=False,
 )
 
-EXIT_INVALID = 2
 
-
-def fail(message: str) -> NoReturn:
-    typer.echo(f"phymem: error: {message}", err=True)
-    raise typer.Exit(EXIT_INVALID)
-
-
-# Options shared by every command that takes a spec from flags.
-FamilyOpt = Annotated[str | None, typer.Option(help="ae | ae-embedding | bae | tanh-bae")]
-KOpt = Annotated[int | None, typer.Option("--k", help="Bits per antenna.")]
-NtOpt = Annotated[int | None, typer.Option("--nt", help="Transmit antennas.")]
-NrOpt = Annotated[int | None, typer.Option("--nr", help="Receive antennas (default N_T).")]
-NOpt = Annotated[int | None, typer.Option("--n", help="Channel uses.")]
-HtOpt = Annotated[int | None, typer.Option("--ht", help="Encoder width H_T.")]
-HrOpt = Annotated[int | None, typer.Option("--hr", help="Decoder width H_R.")]
-BatchOpt = Annotated[int | None, typer.Option(help="Batch size.")]
-PrecisionOpt = Annotated[str | None, typer.Option(help="fp32 | mixed")]
-OptimizerOpt = Annotated[str | None, typer.Option(help="none | sgd | momentum | adam")]
-EmbeddingOpt = Annotated[int | None, typer.Option(help="Embedding size E (ae-embedding).")]
-ModeOpt = Annotated[str, typer.Option(help="paper | framework")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-SpecArg = Annotated[
-    Path | None, typer.Argument(help="A YAML or JSON spec file (instead of flags).")
-]
-VramOpt = Annotated[str | None, typer.Option(help="Memory size, e.g. 80GiB or 40GB.")]
-DeviceOpt = Annotated[str | None, typer.Option(help="A device name, e.g. a100-80gb.")]
-
-
-def _run(body: Any) -> None:
-    """Run a command body, turning bad input into one line on stderr and exit 2."""
-    try:
-        body()
-    except UsageError as error:
-        fail(str(error))
-    except ValueError as error:
-        fail(validation_message(error))
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Print the traceback of an internal error.")
+    ] = False,
+) -> None:
+    """GPU memory for training end-to-end learned physical layers."""
+    exits.set_debug(debug)
 
 
 def _print_estimate(estimate: Estimate) -> None:
@@ -125,19 +108,11 @@ def _short(value: int) -> str:
 
 
 @app.command()
+@spec_flags()
 def estimate(
     spec_file: SpecArg = None,
-    family: FamilyOpt = None,
-    k: KOpt = None,
-    nt: NtOpt = None,
-    nr: NrOpt = None,
-    n: NOpt = None,
-    ht: HtOpt = None,
-    hr: HrOpt = None,
-    batch: BatchOpt = None,
-    precision: PrecisionOpt = None,
-    optimizer: OptimizerOpt = None,
-    embedding_size: EmbeddingOpt = None,
+    *,
+    flags: dict[str, Any],
     mode: ModeOpt = DEFAULT_MODE,
     as_json: JsonOpt = False,
 ) -> None:
@@ -146,26 +121,13 @@ def estimate(
     def body() -> None:
         from estimator.engine import estimate as run_estimate
 
-        flags = dict(
-            family=family,
-            k=k,
-            nt=nt,
-            nr=nr,
-            n=n,
-            ht=ht,
-            hr=hr,
-            batch=batch,
-            precision=precision,
-            optimizer=optimizer,
-            embedding_size=embedding_size,
-        )
         result = run_estimate(_build_spec(spec_file, flags), _mode(mode))
         if as_json:
             typer.echo(json.dumps(result.to_dict(), indent=2))
         else:
             _print_estimate(result)
 
-    _run(body)
+    run_command(body)
 
 
 @app.command()
@@ -274,76 +236,55 @@ def _solve(
         else:
             typer.echo(f"largest {kind} that fits {target}: {answer}")
 
-    _run(body)
+    run_command(body)
 
 
 @app.command("max-batch")
+@spec_flags(tuple(name for name in ALL_SPEC_FLAGS if name != "batch"))
 def max_batch(
     spec_file: SpecArg = None,
-    family: FamilyOpt = None,
-    k: KOpt = None,
-    nt: NtOpt = None,
-    nr: NrOpt = None,
-    n: NOpt = None,
-    ht: HtOpt = None,
-    hr: HrOpt = None,
-    precision: PrecisionOpt = None,
-    optimizer: OptimizerOpt = None,
-    embedding_size: EmbeddingOpt = None,
+    *,
+    flags: dict[str, Any],
     vram: VramOpt = None,
     device: DeviceOpt = None,
     mode: ModeOpt = DEFAULT_MODE,
     as_json: JsonOpt = False,
 ) -> None:
     """The largest batch that fits a memory size or a device."""
-    flags = dict(
-        family=family,
-        k=k,
-        nt=nt,
-        nr=nr,
-        n=n,
-        ht=ht,
-        hr=hr,
-        precision=precision,
-        optimizer=optimizer,
-        embedding_size=embedding_size,
-    )
     _solve("batch", spec_file, flags, vram, device, mode, as_json)
 
 
+# The family flags the N_T and k searches take; each search starts its own value at 1.
+_SEARCH_FLAGS = ("family", "k", "nt", "batch", "precision", "optimizer")
+
+
 @app.command("max-nt")
+@spec_flags(tuple(name for name in _SEARCH_FLAGS if name != "nt"), fixed={"nt": 1})
 def max_nt(
     spec_file: SpecArg = None,
-    family: FamilyOpt = None,
-    k: KOpt = None,
-    batch: BatchOpt = None,
-    precision: PrecisionOpt = None,
-    optimizer: OptimizerOpt = None,
+    *,
+    flags: dict[str, Any],
     vram: VramOpt = None,
     device: DeviceOpt = None,
     mode: ModeOpt = DEFAULT_MODE,
     as_json: JsonOpt = False,
 ) -> None:
     """The largest number of transmit antennas N_T (N_R = N_T) that fits."""
-    flags = dict(family=family, k=k, nt=1, batch=batch, precision=precision, optimizer=optimizer)
     _solve("nt", spec_file, flags, vram, device, mode, as_json)
 
 
 @app.command("max-k")
+@spec_flags(tuple(name for name in _SEARCH_FLAGS if name != "k"), fixed={"k": 1})
 def max_k(
     spec_file: SpecArg = None,
-    family: FamilyOpt = None,
-    nt: NtOpt = None,
-    batch: BatchOpt = None,
-    precision: PrecisionOpt = None,
-    optimizer: OptimizerOpt = None,
+    *,
+    flags: dict[str, Any],
     vram: VramOpt = None,
     device: DeviceOpt = None,
     mode: ModeOpt = DEFAULT_MODE,
     as_json: JsonOpt = False,
 ) -> None:
     """The largest bits per antenna k that fits."""
-    flags = dict(family=family, k=1, nt=nt, batch=batch, precision=precision, optimizer=optimizer)
     _solve("k", spec_file, flags, vram, device, mode, as_json)
 
 
@@ -366,11 +307,15 @@ def devices(as_json: JsonOpt = False) -> None:
 
 def _register_optional_commands() -> None:
     """Service, database and worker commands live with the service and the worker."""
+    from app.cli_phy import register as register_phy
     from app.cli_service import register as register_service
+    from app.cli_train import register as register_train
     from app.cli_worker import register as register_worker
 
     register_service(app)
     register_worker(app)
+    register_phy(app)
+    register_train(app)
 
 
 _register_optional_commands()

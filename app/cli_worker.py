@@ -3,10 +3,9 @@
 Only typer at module level: Ray, TensorFlow, SQLAlchemy and httpx are imported inside the
 commands. `register(app)` attaches both commands; `spawn_worker()` / `stop_worker()` let
 `phymem serve --with-worker` run one worker beside the API.
-
-No `from __future__ import annotations` here: the commands' option types are imported
-inside `register`, and typer must see them as objects, not as strings to resolve later.
 """
+
+from __future__ import annotations
 
 import contextlib
 import json
@@ -18,6 +17,9 @@ import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from app.cli_errors import run_command
+from app.cli_options import JsonOpt, SpecArg, spec_flags
 
 if TYPE_CHECKING:
     from estimator.spec import FamilySpec, ModelSpec
@@ -86,7 +88,7 @@ def _print_pair(result: dict[str, Any]) -> None:
 
 
 def _profile_locally(
-    spec: "FamilySpec | ModelSpec",
+    spec: FamilySpec | ModelSpec,
     mode: str | None,
     steps: int,
     memory_limit: int | None,
@@ -102,7 +104,7 @@ def _profile_locally(
 
 
 def _submit(
-    spec: "FamilySpec | ModelSpec",
+    spec: FamilySpec | ModelSpec,
     *,
     url: str,
     api_key: str | None,
@@ -161,195 +163,162 @@ def _submit(
     return result
 
 
-def register(app: typer.Typer) -> None:
-    from app.cli import (
-        BatchOpt,
-        EmbeddingOpt,
-        FamilyOpt,
-        HrOpt,
-        HtOpt,
-        JsonOpt,
-        KOpt,
-        NOpt,
-        NrOpt,
-        NtOpt,
-        OptimizerOpt,
-        PrecisionOpt,
-        SpecArg,
+def worker(
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster host:port (PHYMEM_RAY_ADDRESS); default embedded."),
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Jobs in flight (PHYMEM_WORKER_CONCURRENCY).")
+    ] = None,
+    lease_seconds: Annotated[
+        float | None, typer.Option(help="Job lease (PHYMEM_WORKER_LEASE_S).")
+    ] = None,
+    poll_seconds: Annotated[
+        float | None, typer.Option(help="Queue poll interval (PHYMEM_WORKER_POLL_S).")
+    ] = None,
+    max_retries: Annotated[
+        int | None,
+        typer.Option(min=0, help="Ray retries of a dead job process (PHYMEM_WORKER_MAX_RETRIES)."),
+    ] = None,
+    device_class: Annotated[
+        str | None,
+        typer.Option(help="Class of local GPUs for the embedded Ray, e.g. a100-80gb."),
+    ] = None,
+    num_cpus: Annotated[
+        int | None, typer.Option(min=1, help="CPUs of the embedded Ray (default all).")
+    ] = None,
+    max_jobs: Annotated[
+        int | None, typer.Option(min=1, help="Exit after this many jobs finish.")
+    ] = None,
+    idle_exit: Annotated[
+        float | None, typer.Option(help="Exit once the queue has been empty this long (s).")
+    ] = None,
+    parent_pid: Annotated[
+        int | None, typer.Option(help="Exit when this process is gone.", hidden=True)
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
+) -> None:
+    """Run jobs from the database queue on Ray (embedded, or PHYMEM_RAY_ADDRESS)."""
+    _configure_logging(log_level)
+    from app.core.config import get_settings
+    from app.db.migrate import UnmigratedDatabase
+    from app.worker.dispatcher import Dispatcher, WorkerConfig
+
+    settings = get_settings()
+    config = WorkerConfig(
+        database_url=settings.sqlalchemy_url,
+        ray_address=ray_address or settings.ray_address,
+        lease_s=lease_seconds or settings.worker_lease_s,
+        poll_s=poll_seconds or settings.worker_poll_s,
+        concurrency=concurrency or settings.worker_concurrency,
+        max_retries=settings.worker_max_retries if max_retries is None else max_retries,
+        device_class=device_class or settings.worker_device_class,
+        num_cpus=num_cpus,
+        max_jobs=max_jobs,
+        idle_exit_s=idle_exit,
+        parent_pid=parent_pid,
     )
+    dispatcher = Dispatcher(config)
+    dispatcher.install_signal_handlers()
+    try:
+        done = dispatcher.run()
+    except UnmigratedDatabase as error:
+        typer.secho(f"phymem worker: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"phymem worker: stopped after {done} job(s)", err=True)
 
-    @app.command()
-    def worker(
-        ray_address: Annotated[
-            str | None,
-            typer.Option(help="Ray cluster host:port (PHYMEM_RAY_ADDRESS); default embedded."),
-        ] = None,
-        concurrency: Annotated[
-            int | None, typer.Option(min=1, help="Jobs in flight (PHYMEM_WORKER_CONCURRENCY).")
-        ] = None,
-        lease_seconds: Annotated[
-            float | None, typer.Option(help="Job lease (PHYMEM_WORKER_LEASE_S).")
-        ] = None,
-        poll_seconds: Annotated[
-            float | None, typer.Option(help="Queue poll interval (PHYMEM_WORKER_POLL_S).")
-        ] = None,
-        max_retries: Annotated[
-            int | None,
-            typer.Option(
-                min=0, help="Ray retries of a dead job process (PHYMEM_WORKER_MAX_RETRIES)."
-            ),
-        ] = None,
-        device_class: Annotated[
-            str | None,
-            typer.Option(help="Class of local GPUs for the embedded Ray, e.g. a100-80gb."),
-        ] = None,
-        num_cpus: Annotated[
-            int | None, typer.Option(min=1, help="CPUs of the embedded Ray (default all).")
-        ] = None,
-        max_jobs: Annotated[
-            int | None, typer.Option(min=1, help="Exit after this many jobs finish.")
-        ] = None,
-        idle_exit: Annotated[
-            float | None, typer.Option(help="Exit once the queue has been empty this long (s).")
-        ] = None,
-        parent_pid: Annotated[
-            int | None, typer.Option(help="Exit when this process is gone.", hidden=True)
-        ] = None,
-        log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
-    ) -> None:
-        """Run jobs from the database queue on Ray (embedded, or PHYMEM_RAY_ADDRESS)."""
-        _configure_logging(log_level)
-        from app.core.config import get_settings
-        from app.db.migrate import UnmigratedDatabase
-        from app.worker.dispatcher import Dispatcher, WorkerConfig
 
-        settings = get_settings()
-        config = WorkerConfig(
-            database_url=settings.sqlalchemy_url,
-            ray_address=ray_address or settings.ray_address,
-            lease_s=lease_seconds or settings.worker_lease_s,
-            poll_s=poll_seconds or settings.worker_poll_s,
-            concurrency=concurrency or settings.worker_concurrency,
-            max_retries=settings.worker_max_retries if max_retries is None else max_retries,
-            device_class=device_class or settings.worker_device_class,
-            num_cpus=num_cpus,
-            max_jobs=max_jobs,
-            idle_exit_s=idle_exit,
-            parent_pid=parent_pid,
-        )
-        dispatcher = Dispatcher(config)
-        dispatcher.install_signal_handlers()
-        try:
-            done = dispatcher.run()
-        except UnmigratedDatabase as error:
-            typer.secho(f"phymem worker: {error}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(1) from None
-        typer.echo(f"phymem worker: stopped after {done} job(s)", err=True)
+def _parse_limit(memory_limit: str | None) -> int | None:
+    from app.specio import UsageError
+    from estimator.units import parse_size
 
-    @app.command()
-    def profile(
-        spec_file: SpecArg = None,
-        family: FamilyOpt = None,
-        k: KOpt = None,
-        nt: NtOpt = None,
-        nr: NrOpt = None,
-        n: NOpt = None,
-        ht: HtOpt = None,
-        hr: HrOpt = None,
-        batch: BatchOpt = None,
-        precision: PrecisionOpt = None,
-        optimizer: OptimizerOpt = None,
-        embedding_size: EmbeddingOpt = None,
-        mode: Annotated[
-            str | None,
-            typer.Option(help="Estimate mode: paper | framework (default framework if present)."),
-        ] = None,
-        steps: Annotated[int, typer.Option(min=1, max=100, help="Measured steps.")] = 3,
-        memory_limit: Annotated[
-            str | None,
-            typer.Option(help="Cap the measuring process's memory, e.g. 2GiB (OOM if exceeded)."),
-        ] = None,
-        timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 1800,
-        submit: Annotated[
-            bool, typer.Option("--submit", help="Queue it on the service instead.")
-        ] = False,
-        url: Annotated[
-            str, typer.Option(envvar="PHYMEM_URL", help="Service URL (with --submit).")
-        ] = "http://127.0.0.1:8000",
-        api_key: Annotated[
-            str | None,
-            typer.Option(envvar="PHYMEM_API_KEY", help="X-API-Key (with --submit)."),
-        ] = None,
-        device_class: Annotated[
-            str, typer.Option(help="Device class to run on (with --submit), e.g. a100-80gb.")
-        ] = "cpu",
-        wait: Annotated[
-            bool, typer.Option("--wait", help="With --submit: wait for the result.")
-        ] = False,
-        as_json: JsonOpt = False,
-    ) -> None:
-        """Measure one spec's training peak and compare it with the estimate.
+    if memory_limit is None:
+        return None
+    try:
+        return parse_size(memory_limit)
+    except ValueError as error:
+        raise UsageError(f"--memory-limit: {error}") from None
 
-        Locally (default) the measurement runs on this machine's CPU in a fresh process;
-        with --submit the job is queued on the service and run by a worker. Exit 0 when the
-        measurement succeeded, 1 when it ran out of memory or failed, 2 on invalid input.
-        """
-        from app.cli import _run
-        from app.specio import UsageError, parse_mode
-        from app.specio import build_spec as _build_spec
 
-        outcome: dict[str, Any] = {}
+@spec_flags()
+def profile(
+    spec_file: SpecArg = None,
+    *,
+    flags: dict[str, Any],
+    mode: Annotated[
+        str | None,
+        typer.Option(help="Estimate mode: paper | framework (default framework if present)."),
+    ] = None,
+    steps: Annotated[int, typer.Option(min=1, max=100, help="Measured steps.")] = 3,
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(help="Cap the measuring process's memory, e.g. 2GiB (OOM if exceeded)."),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 1800,
+    submit: Annotated[
+        bool, typer.Option("--submit", help="Queue it on the service instead.")
+    ] = False,
+    url: Annotated[
+        str, typer.Option(envvar="PHYMEM_URL", help="Service URL (with --submit).")
+    ] = "http://127.0.0.1:8000",
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="PHYMEM_API_KEY", help="X-API-Key (with --submit)."),
+    ] = None,
+    device_class: Annotated[
+        str, typer.Option(help="Device class to run on (with --submit), e.g. a100-80gb.")
+    ] = "cpu",
+    wait: Annotated[
+        bool, typer.Option("--wait", help="With --submit: wait for the result.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure one spec's training peak and compare it with the estimate.
 
-        def body() -> None:
-            from estimator.units import parse_size
+    Locally (default) the measurement runs on this machine's CPU in a fresh process;
+    with --submit the job is queued on the service and run by a worker. Exit 0 when the
+    measurement succeeded, 1 when it ran out of memory or failed, 2 on invalid input.
+    """
+    outcome: dict[str, Any] = {}
 
-            flags = dict(
-                family=family,
-                k=k,
-                nt=nt,
-                nr=nr,
-                n=n,
-                ht=ht,
-                hr=hr,
-                batch=batch,
-                precision=precision,
-                optimizer=optimizer,
-                embedding_size=embedding_size,
+    def body() -> None:
+        from app.specio import build_spec, parse_mode
+
+        spec = build_spec(spec_file, flags)
+        chosen = None if mode is None else parse_mode(mode)
+        limit = _parse_limit(memory_limit)
+        if submit:
+            result = _submit(
+                spec,
+                url=url,
+                api_key=api_key,
+                device_class=device_class,
+                mode=chosen,
+                steps=steps,
+                memory_limit=limit,
+                wait=wait,
+                timeout_s=timeout,
+                as_json=as_json,
             )
-            spec = _build_spec(spec_file, flags)
-            chosen = None if mode is None else parse_mode(mode)
-            limit = None
-            if memory_limit is not None:
-                try:
-                    limit = parse_size(memory_limit)
-                except ValueError as error:
-                    raise UsageError(f"--memory-limit: {error}") from None
-            if submit:
-                result = _submit(
-                    spec,
-                    url=url,
-                    api_key=api_key,
-                    device_class=device_class,
-                    mode=chosen,
-                    steps=steps,
-                    memory_limit=limit,
-                    wait=wait,
-                    timeout_s=timeout,
-                    as_json=as_json,
-                )
-            else:
-                result = _profile_locally(spec, chosen, steps, limit, timeout)
-            if result is not None:
-                outcome.update(result)
-
-        _run(body)
-        if not outcome:
-            return
-        if as_json:
-            typer.echo(json.dumps(outcome, indent=2, default=str))
         else:
-            _print_pair(outcome)
-        raise typer.Exit(0 if outcome.get("status") == "ok" else EXIT_NOT_OK)
+            result = _profile_locally(spec, chosen, steps, limit, timeout)
+        if result is not None:
+            outcome.update(result)
+
+    run_command(body)
+    if not outcome:
+        return
+    if as_json:
+        typer.echo(json.dumps(outcome, indent=2, default=str))
+    else:
+        _print_pair(outcome)
+    raise typer.Exit(0 if outcome.get("status") == "ok" else EXIT_NOT_OK)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(worker)
+    app.command()(profile)
 
 
 def main() -> None:

@@ -10,10 +10,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from app.exits import EXIT_INVALID, report_fault, set_debug
 from app.specio import UsageError, parse_mode, resolve_vram
 from estimator.engine import DEFAULT_MODE
+from estimator.errors import InvalidInput
 
-EXIT_FITS, EXIT_EXCEEDS, EXIT_INVALID = 0, 1, 2
+EXIT_FITS, EXIT_EXCEEDS = 0, 1
 FORMATS = ("text", "json", "junit")
 
 
@@ -43,13 +45,14 @@ def parser(with_help: bool = True) -> argparse.ArgumentParser:
         prog="phymem gate",
         add_help=with_help,  # the help option costs the start-up a terminal-size lookup
         description="Exit 0 when every spec fits the device, 1 when any exceeds, "
-        "2 on invalid input.",
+        "2 on invalid input, 3 on an internal error.",
     )
     gate.add_argument("spec_files", nargs="*", type=Path, help="Spec files (YAML or JSON).")
     gate.add_argument("--vram", help="Memory size, e.g. 80GiB or 40GB.")
     gate.add_argument("--device", help="A device name, e.g. a100-80gb.")
     gate.add_argument("--mode", default=DEFAULT_MODE, help="framework | paper")
     gate.add_argument("--format", dest="output_format", default="text", help="text|json|junit")
+    gate.add_argument("--debug", action="store_true", help="Traceback of an internal error.")
     return gate
 
 
@@ -58,17 +61,18 @@ def main(argv: list[str]) -> int:
     arguments.error = _usage_error  # type: ignore[method-assign]
     try:
         options = arguments.parse_args(argv)
+        set_debug(options.debug)
         code, report = run_gate(
             options.spec_files, options.vram, options.device, options.mode, options.output_format
         )
     except UsageError as error:
         print(f"phymem: error: {error}", file=sys.stderr)
         return EXIT_INVALID
-    except ValueError as error:
-        from app.specio import validation_message
-
-        print(f"phymem: error: {validation_message(error)}", file=sys.stderr)
+    except InvalidInput as error:
+        print(f"phymem: error: {error}", file=sys.stderr)
         return EXIT_INVALID
+    except Exception as error:
+        return report_fault("phymem gate", error)
     print(report)
     return code
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from estimator.costs import CATEGORIES, BoundedCostModel, CostModel, CostRow
@@ -13,21 +11,10 @@ from estimator.layers import resolve
 from estimator.paper import PaperCostModel
 from estimator.records import canonical_json, is_family
 from estimator.units import gib_value
+from estimator.version import engine_version as engine_version
 
 if TYPE_CHECKING:  # specs arrive as pydantic models or as records (estimator.records)
     from estimator.spec import FamilySpec, ModelSpec
-
-
-@cache
-def engine_version() -> str:
-    """A version that changes whenever any estimator source changes, so stored estimates
-    from an older engine are never served as current ones."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for source in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(source.name.encode() + b"\0" + source.read_bytes())
-    return f"1+{digest.hexdigest()[:12]}"
 
 
 Mode = Literal["paper", "framework"]

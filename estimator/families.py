@@ -5,29 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, cast
 
 from estimator.records import Record, record
+from estimator.spec_base import MAX_MESSAGE_BITS as MAX_MESSAGE_BITS
+from estimator.spec_base import ONE_HOT_FAMILIES as ONE_HOT_FAMILIES
+from estimator.spec_base import ActivationName, InputKind, LossName, receive_antennas
 
 if TYPE_CHECKING:
-    from estimator.spec import ActivationName, FamilySpec, InputKind, LossName, ModelSpec
+    from estimator.spec import FamilySpec, ModelSpec
 
 TABLE1_DECODER_BLOCKS = 3
 EQ2_DECODER_BLOCKS = 4  # Eq. (2) counts 3*H_R(H_R+1) + H_R(N_R+1) weights and 16*H_R BN params
-# 2^(k*nt) one-hot messages beyond 2^8192 would print as integers of more than 2,500 digits:
-# still exact, but no longer a question anyone asks of a GPU.
-MAX_MESSAGE_BITS = 8192
-ONE_HOT_FAMILIES = ("ae", "ae-embedding")  # one input/output value per joint message
-
-
-def check_message_space(family: str, k: int, nt: int) -> None:
-    """Raise ValueError when a one-hot family's message space is beyond what we estimate."""
-    if family in ONE_HOT_FAMILIES and k * nt > MAX_MESSAGE_BITS:
-        raise ValueError(
-            f"k*nt = {k * nt} bits: message spaces beyond 2^{MAX_MESSAGE_BITS} are not supported"
-        )
-
-
-def receive_antennas(spec: FamilySpec) -> int:
-    """N_R, which defaults to N_T."""
-    return spec.nt if spec.nr is None else spec.nr
 
 
 def message_size(spec: FamilySpec) -> int:

@@ -1,4 +1,4 @@
-"""The paper's Eqs. (1)-(2), per layer, as `shared/notes/table2-derivation.md` derives them.
+"""The paper's Eqs. (1)-(2), per layer, as `docs/table2.md` derives them.
 
 The method of the cited estimator counts, per layer, weights and their gradients
 (2p bytes per parameter) and in/out tensors (4p bytes per output value per sample, for

@@ -23,6 +23,9 @@ from math import isfinite
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
+from estimator.layers import resolve
+from estimator.spec_base import check_message_space, spec_kind
+
 if TYPE_CHECKING:
     from estimator.spec import FamilySpec, ModelSpec
 
@@ -113,18 +116,18 @@ def spec_hash(spec: FamilySpec | ModelSpec) -> str:
     return hashlib.sha256(canonical_json(spec).encode()).hexdigest()
 
 
+_DEFINITIONS = {"family": "FamilySpec", "model": "ModelSpec"}  # the schema's $defs
+
+
 class _Rejected(Exception):
     """Not recognisably valid: the pydantic spec decides (and words the error)."""
 
 
 def accept(data: Any) -> FamilySpec | ModelSpec | None:
     """A record when `data` is a valid spec needing no coercion; None when pydantic must decide."""
-    from estimator.families import check_message_space
-    from estimator.layers import resolve
-
     if not isinstance(data, dict):
         return None
-    kind = "FamilySpec" if "family" in data else "ModelSpec"  # as estimator.spec's union tags
+    kind = _DEFINITIONS[spec_kind(data)]
     try:
         spec = _object(kind, data)
     except _Rejected:
@@ -212,17 +215,3 @@ def _bounded(rule: dict[str, Any], value: int | float) -> int | float:
     if "exclusiveMaximum" in rule and value >= rule["exclusiveMaximum"]:
         raise _Rejected
     return value
-
-
-def write_schema() -> None:
-    """Regenerate `spec.schema.json` from the pydantic spec (`python -m estimator.records`)."""
-    from pydantic import TypeAdapter
-
-    from estimator.spec import Spec
-
-    generated = TypeAdapter(Spec).json_schema()
-    SCHEMA_PATH.write_text(json.dumps(generated, indent=1, sort_keys=True) + "\n")
-
-
-if __name__ == "__main__":
-    write_schema()

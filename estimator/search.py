@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from estimator.engine import DEFAULT_MODE, Mode, cached_plan, model_for
+from estimator.errors import InvalidInput
 from estimator.families import MAX_MESSAGE_BITS, ONE_HOT_FAMILIES
 from estimator.gate import DEFAULT_BASIS, Basis, required_bytes
 from estimator.layers import resolve
@@ -97,10 +98,11 @@ def _largest(
     while step <= MAX_EXPECTED_SCAN and safe + step <= bound and fits(safe + step):
         step *= 2
     if step > MAX_EXPECTED_SCAN:
-        raise ValueError(
-            f"basis 'expected': the expected peak still fits {step // 2} values beyond where "
+        raise InvalidInput(
+            "basis",
+            f"'expected': the expected peak still fits {step // 2} values beyond where "
             f"the upper bound stops, more than the {MAX_EXPECTED_SCAN} checked one by one; "
-            "use basis 'upper' (the default)"
+            "use basis 'upper' (the default)",
         )
     while safe < bound and fits(safe + 1):  # the expected peak can dip: check each value
         safe += 1

@@ -7,44 +7,55 @@ generic form (see `estimator.families`); everything downstream works on layers.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, model_validator
 
-from estimator.families import MAX_MESSAGE_BITS as MAX_MESSAGE_BITS
-from estimator.families import ONE_HOT_FAMILIES as ONE_HOT_FAMILIES
-from estimator.families import check_message_space, receive_antennas
+from estimator.layers import resolve
+from estimator.records import SCHEMA_PATH
 from estimator.records import canonical_json as canonical_json
 from estimator.records import spec_hash as spec_hash
+from estimator.spec_base import MAX_DECODER_BLOCKS as MAX_DECODER_BLOCKS
+from estimator.spec_base import MAX_DIMENSION as MAX_DIMENSION
+from estimator.spec_base import MAX_LAYERS as MAX_LAYERS
+from estimator.spec_base import MAX_MESSAGE_BITS as MAX_MESSAGE_BITS
+from estimator.spec_base import ONE_HOT_FAMILIES as ONE_HOT_FAMILIES
+from estimator.spec_base import ActivationName as ActivationName
+from estimator.spec_base import FamilyName as FamilyName
+from estimator.spec_base import InputKind as InputKind
+from estimator.spec_base import LossName as LossName
+from estimator.spec_base import OptimizerName as OptimizerName
+from estimator.spec_base import Part as Part
+from estimator.spec_base import Precision as Precision
+from estimator.spec_base import check_message_space, receive_antennas, spec_kind
 
-Precision = Literal["fp32", "mixed"]
-OptimizerName = Literal["none", "sgd", "momentum", "adam"]
-FamilyName = Literal["ae", "ae-embedding", "bae", "tanh-bae"]
-ActivationName = Literal["linear", "relu", "sigmoid", "tanh", "softmax"]
-LossName = Literal[
-    "categorical_crossentropy",
-    "sparse_categorical_crossentropy",
-    "binary_crossentropy",
-    "mse",
-]
-InputKind = Literal["one_hot", "bits", "index", "real"]
-Part = Literal["encoder", "channel", "decoder"]
-
-# Bounds that keep one estimate well under a second (the framework mode walks every
-# layer pair) and every stored dimension within a 32-bit database column.
-MAX_DECODER_BLOCKS = 256
-MAX_LAYERS = 1024
-MAX_DIMENSION = 2**31 - 1
 PositiveInt = Annotated[int, Field(ge=1)]
 Dimension = Annotated[int, Field(ge=1, le=MAX_DIMENSION)]
 
 
+# Printable text only: a NUL or another control character is refused at validation (the
+# same answer on every database; PostgreSQL cannot store NUL in text).
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True, allow_inf_nan=False)
+
+
+def _type_required(schema: dict[str, Any]) -> None:
+    # The layer union is discriminated by `type`: the published schema says it is required.
+    required = schema.setdefault("required", [])
+    if "type" in schema.get("properties", {}) and "type" not in required:
+        required.insert(0, "type")
 
 
 class _LayerBase(_Strict):
-    name: str | None = Field(default=None, description="Optional display name.")
+    model_config = ConfigDict(json_schema_extra=_type_required)
+
+    name: str | None = Field(
+        default=None, max_length=200, pattern=PRINTABLE, description="Optional display name."
+    )
     part: Part | None = Field(default=None, description="Encoder, channel or decoder.")
 
 
@@ -84,7 +95,7 @@ class Activation(_LayerBase):
 
 class GaussianNoise(_LayerBase):
     type: Literal["gaussian_noise"] = "gaussian_noise"
-    stddev: float = Field(default=0.1, gt=0)
+    stddev: float = Field(default=0.1, gt=0, le=1, description="At most 1, as Keras allows.")
 
 
 class ComplexChannel(_LayerBase):
@@ -127,8 +138,6 @@ class ModelSpec(_Training):
 
     @model_validator(mode="after")
     def _shapes_match(self) -> ModelSpec:
-        from estimator.layers import resolve  # shape inference lives with the layers
-
         resolve(self)  # raises ValueError naming layers[i] on a mismatch
         return self
 
@@ -163,13 +172,20 @@ class FamilySpec(_Training):
         return receive_antennas(self)
 
 
-def _spec_kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "family" if "family" in value else "model"
-    return "family" if isinstance(value, FamilySpec) else "model"
-
-
 Spec = Annotated[
     Annotated[FamilySpec, Tag("family")] | Annotated[ModelSpec, Tag("model")],
-    Discriminator(_spec_kind),
+    Discriminator(spec_kind),
 ]
+
+AnySpec = FamilySpec | ModelSpec
+
+
+def write_schema() -> None:
+    """Regenerate `spec.schema.json`, the schema the gate's records are checked against
+    (`python -m estimator.spec`)."""
+    schema = TypeAdapter(Spec).json_schema()
+    SCHEMA_PATH.write_text(json.dumps(schema, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    write_schema()

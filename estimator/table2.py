@@ -53,10 +53,10 @@ PRINTED: dict[int, dict[Column, tuple[str, str, str, str]]] = {
     },
 }
 
-# The resident buffer is known only to +-0.0001 GiB (notes: fitted on the BAE column), so a
+# The resident buffer is known only to +-0.0001 GiB (docs/table2.md: fitted on the BAE column), so a
 # cell matches when it is within half a printed unit plus that.
 RESIDENT_UNCERTAINTY_GIB = Decimal("0.0001")
-# Two cells whose printed value the paper's own formula does not give (see the notes).
+# Two cells whose printed value the paper's own formula does not give (docs/table2.md).
 KNOWN_MISPRINTS = {("ae", 4, 64), ("ae", 10, 16)}
 
 
@@ -97,7 +97,7 @@ class Cell:
     @property
     def matches(self) -> bool:
         """Within one unit of the last printed digit (the paper does not always round to
-        nearest: 12802.74 is printed 12802.8) and not one of the notes' misprints."""
+        nearest: 12802.74 is printed 12802.8) and not one of the known misprints."""
         return self._within(2) and not self.known_misprint
 
     @property

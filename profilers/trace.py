@@ -8,7 +8,7 @@
 process) with TensorFlow's profiler on, and keeps every allocation and deallocation of the
 CPU allocator in order: requested and allocated bytes, address, the allocator's bytes in use
 after the event, and the op. `replay` runs the sequence through the framework mode's model
-of the BFC allocator (`estimator.framework._Bfc`) and counts the events where the model's
+of the BFC allocator (`estimator.bfc.Bfc`) and counts the events where the model's
 chunk size or bytes in use differ from TensorFlow's: zero means the allocator model is exact
 and any error of the framework mode lies in the sequence it generates. `diff` finds the
 first event where two traces of one spec differ, which is how the per-process differences
@@ -88,9 +88,9 @@ class Replay:
 
 def replay(events: list[Event]) -> Replay:
     """Run a traced sequence through the framework mode's BFC model, event by event."""
-    from estimator.framework import _Bfc
+    from estimator.bfc import Bfc
 
-    bfc, live = _Bfc(), {}
+    bfc, live = Bfc(), {}
     mismatches, first, model_peak, traced_peak = 0, None, 0, 0
     for n, event in enumerate(events):
         if event["kind"] == "alloc":

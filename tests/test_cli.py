@@ -181,3 +181,22 @@ def test_max_batch_and_inverse_questions():
     assert total(k=2, nt=nt) <= vram < total(k=2, nt=nt + 1)
     assert total(k=k, nt=4) <= vram < total(k=k + 1, nt=4)
     assert k == 5  # the headline AE (k=6, N_T=4) needs 800.9 GiB
+
+
+def test_the_worker_module_runs_without_importing_itself_or_the_main_cli():
+    """`python -m app.cli_worker` (how `serve --with-worker` starts a worker) loads it once."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "app.cli_worker", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "worker" in result.stdout and "profile" in result.stdout
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "app.cli_options" in imported  # the probe sees this process's imports
+    assert "app.cli_worker" not in imported and "app.cli" not in imported

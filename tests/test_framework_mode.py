@@ -6,21 +6,14 @@ import statistics
 
 import pytest
 
-from estimator.engine import estimate, model_for
-from estimator.framework import (
-    BFC_ALIGNMENT,
-    CPU_DEVICE_MEMORY_LIMIT,
-    MIB,
-    FrameworkCostModel,
-    _Bfc,
-    _Generator,
-    _loss_constants,
-    _Plan,
-    _rewritten,
-    _simulate,
-)
+from estimator.bfc import BFC_ALIGNMENT, MIB, Bfc, largest_chunk
+from estimator.costs import align_up
+from estimator.engine import cached_plan, estimate, model_for
+from estimator.framework import FrameworkCostModel, simulate
 from estimator.layers import resolve
+from estimator.rewrites import CPU_DEVICE_MEMORY_LIMIT, rewritten_batch_norm
 from estimator.spec import FamilySpec, ModelSpec
+from estimator.steps import StepGenerator, StepPlan
 
 BAE = FamilySpec(family="bae", k=2, nt=2, ht=64, hr=512, batch=512)
 
@@ -64,7 +57,7 @@ def test_activations_grow_with_batch_and_weights_do_not() -> None:
 
 
 def test_bfc_hands_out_unsplit_chunks_below_twice_the_request() -> None:
-    bfc = _Bfc()
+    bfc = Bfc()
     big = bfc.allocate(24 * MIB)  # a new region: 2 MiB doubled to 32 MiB
     assert big.size == 32 * MIB  # 32 MiB < 2 x 24 MiB: handed out whole
     bfc.release(big)
@@ -87,7 +80,7 @@ def test_grappler_rewrites_the_addn_only_under_memory_pressure() -> None:
 
     def rewritten(spec: FamilySpec, limit: int = CPU_DEVICE_MEMORY_LIMIT) -> int | None:
         model = model_for(spec, "framework")
-        return _rewritten(model, resolve(model), limit)
+        return rewritten_batch_norm(model, resolve(model), limit)
 
     assert rewritten(FamilySpec(family="bae", k=2, nt=2, batch=2048)) is not None
     assert rewritten(FamilySpec(family="bae", k=2, nt=2, batch=2048, precision="mixed"))
@@ -100,10 +93,10 @@ def test_grappler_rewrites_the_addn_only_under_memory_pressure() -> None:
     assert any("grappler" in row.note for row in big.layers)
 
 
-def _plan(spec: FamilySpec) -> _Plan:
+def _plan(spec: FamilySpec) -> StepPlan:
     model = model_for(spec, "framework")
     layers = resolve(model)
-    return _Plan(model, layers, _rewritten(model, layers, CPU_DEVICE_MEMORY_LIMIT))
+    return StepPlan(model, layers, rewritten_batch_norm(model, layers, CPU_DEVICE_MEMORY_LIMIT))
 
 
 def test_step_graph_constants_and_the_fused_softmax_loss() -> None:
@@ -112,9 +105,9 @@ def test_step_graph_constants_and_the_fused_softmax_loss() -> None:
     32 MiB region (traced: bae k=6 nt=2 B=2048, AddN_2/tmp_var_zeros in 33,450,496 bytes)."""
     bae = _plan(FamilySpec(family="bae", k=6, nt=2, batch=2048))
     assert bae.rewritten is not None and not bae.fused_softmax_loss
-    assert _loss_constants(bae) == [2048 * 12 * 4] * 3  # binary cross-entropy, 12 bits
-    trace = _Generator(bae).run()
-    peak = _simulate(trace)
+    assert bae.loss_constants() == [2048 * 12 * 4] * 3  # binary cross-entropy, 12 bits
+    trace = StepGenerator(bae).run()
+    peak = simulate(trace)
     size, row = 2048 * bae.layers[bae.rewritten].out_features * 4, bae.rewritten + 1
     zeros = next(  # the first batch-sized tensor of the batch norm: made before any step
         t
@@ -123,7 +116,7 @@ def test_step_graph_constants_and_the_fused_softmax_loss() -> None:
     )
     assert 31 * MIB < dict(peak.live)[zeros] < 2 * size  # whole: just under twice the request
     ae = _plan(FamilySpec(family="ae", k=6, nt=2, batch=256))
-    assert ae.fused_softmax_loss and _loss_constants(ae) == [256 * 4]
+    assert ae.fused_softmax_loss and ae.loss_constants() == [256 * 4]
     assert not ae.needs_output(len(ae.layers) - 1)  # the logits are kept, not its softmax
 
 
@@ -185,3 +178,49 @@ def test_framework_estimate_matches_measurement(
     assert min(errors) <= nearest, (predicted, peaks)
     measured = statistics.median_low(peaks)
     assert abs(predicted - measured) / measured <= median, (predicted, peaks)
+
+
+def test_largest_chunk_is_what_bfc_can_hand_out() -> None:
+    """The bound's building block: a request never gets a chunk above `largest_chunk`."""
+    bfc = Bfc()
+    for size in (100, 3 * MIB, 24 * MIB, 200 * MIB):
+        for chunk in (bfc.allocate(size), bfc.allocate(size)):
+            assert align_up(size, BFC_ALIGNMENT) <= chunk.size <= largest_chunk(size)
+    assert largest_chunk(24 * MIB) == 48 * MIB - BFC_ALIGNMENT
+    assert largest_chunk(300 * MIB) == 428 * MIB - BFC_ALIGNMENT  # 128 MiB slack at most
+
+
+def test_one_step_skeleton_for_both_precisions() -> None:
+    """Mixed precision adds casts and float32 detours to the same step: the float16
+    kernel casts exist only in mixed steps, and the float32 master weights are shared."""
+    for precision in ("fp32", "mixed"):
+        plan = _plan(BAE.model_copy(update={"precision": precision}))
+        generator = StepGenerator(plan)
+        trace = generator.run()
+        assert len(trace.step_starts) == 2 and trace.measured_from == trace.step_starts[0]
+        assert generator.kernels16 == {}  # every cast freed by its last reader
+        alive = {t for t in trace.events if t >= 0} - {~t for t in trace.events if t < 0}
+        persistent = {tensor for row in generator.weights for _, tensor in row}
+        assert persistent <= alive
+
+
+UPPER_SPECS: list[FamilySpec | ModelSpec] = [
+    BAE,
+    FamilySpec(family="ae", k=4, nt=3, batch=300, optimizer="sgd"),
+    FamilySpec(family="bae", k=2, nt=2, batch=2048),  # grappler's rewrite: default executor
+    FamilySpec(family="tanh-bae", k=3, nt=2, batch=64, precision="mixed", optimizer="momentum"),
+    FamilySpec(family="ae-embedding", k=2, nt=2, batch=5, optimizer="none"),
+]
+
+
+@pytest.mark.parametrize("spec", UPPER_SPECS, ids=lambda s: str(s)[:60])
+def test_upper_bytes_bounds_the_peak_and_is_reported(spec: FamilySpec | ModelSpec) -> None:
+    framework = estimate(spec, "framework")
+    assert framework.upper_bytes >= framework.total_bytes
+    assert framework.basis == "tensorflow-2.21-cpu-bfc"
+    assert framework.to_dict()["upper_bytes"] == framework.upper_bytes
+    plan = cached_plan(spec, "framework")
+    for batch in (1, 7, spec.batch):
+        assert plan.upper_bytes(batch) >= plan.total_bytes(batch)
+    paper = estimate(spec, "paper")
+    assert paper.upper_bytes == paper.total_bytes and paper.basis == "paper-equations"

@@ -67,13 +67,6 @@ def test_submit_is_refused_when_the_server_has_no_key(db_url: str, tmp_path: Pat
         assert client.post("/v1/estimates", json=TINY).status_code == 200
 
 
-def test_train_jobs_are_not_implemented(client: Any) -> None:
-    response = _submit(client, {"kind": "train", "spec": TINY})
-    assert response.status_code == 422
-    assert response.json()["errors"][0]["field"] == "kind"
-    assert "not implemented" in response.json()["detail"]
-
-
 @pytest.mark.parametrize(
     ("body", "field"),
     [

@@ -60,3 +60,21 @@ def test_gate_falls_back_to_pydantic_for_the_error(tmp_path, capsys):
     spec.write_text("family: bae\nk: 0\nnt: 4\n")
     assert main([str(spec), "--device", "a100-80gb"]) == 2
     assert "k: Input should be greater than or equal to 1" in capsys.readouterr().err
+
+
+def test_the_spec_modules_import_each_other_only_at_the_top():
+    """spec_base <- layers <- records <- families, spec: no import hidden in a function."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "estimator"
+    hidden = []
+    for name in ("spec_base", "layers", "records", "families", "spec"):
+        tree = ast.parse((root / f"{name}.py").read_text())
+        for function in ast.walk(tree):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("estimator"):
+                    hidden.append(f"{name}.{function.name}: from {node.module}")
+    assert hidden == []

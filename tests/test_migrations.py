@@ -17,7 +17,7 @@ from app.db.session import make_engine
 from estimator.devices import DEVICES
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = {"specs", "estimates", "devices", "jobs", "measurements"}
+TABLES = {"specs", "estimates", "devices", "jobs", "measurements", "ber_results"}
 
 
 def _tables(url: str) -> set[str]:
@@ -82,3 +82,41 @@ def test_alembic_ini_from_the_repository_root(tmp_path: Path) -> None:
         )
         assert result.returncode == 0, result.stderr
     assert _tables(url) == TABLES
+
+
+def test_training_revision_upgrades_and_downgrades_with_jobs_kept(empty_db_url: str) -> None:
+    from sqlalchemy import text
+
+    migrate.upgrade(empty_db_url, "0001")
+    assert "ber_results" not in _tables(empty_db_url)
+    engine = make_engine(empty_db_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO specs (id, spec_hash, kind, canonical_json, created_at) "
+                    "VALUES (1, 'h', 'family', '{}', CURRENT_TIMESTAMP)"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO jobs (id, kind, status, spec_id, mode, attempts, max_attempts,"
+                    " progress, created_at) VALUES (7, 'profile', 'queued', 1, 'paper', 0, 3,"
+                    " 0.0, CURRENT_TIMESTAMP)"
+                )
+            )
+        migrate.upgrade(empty_db_url, "0002")
+        assert migrate.current(empty_db_url) == {"0002"}
+        columns = {c["name"] for c in inspect(engine).get_columns("jobs")}
+        assert {"phase", "step", "total_steps", "loss", "ebn0_db"} <= columns
+        with engine.connect() as connection:
+            row = connection.execute(text("SELECT id, phase, step FROM jobs")).one()
+        assert tuple(row) == (7, None, None)
+        migrate.downgrade(empty_db_url, "0001")
+        assert "ber_results" not in _tables(empty_db_url)
+        columns = {c["name"] for c in inspect(engine).get_columns("jobs")}
+        assert "phase" not in columns
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT id FROM jobs")).scalar_one() == 7
+    finally:
+        engine.dispose()

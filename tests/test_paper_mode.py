@@ -1,4 +1,4 @@
-"""The paper mode reproduces Table 2 of the paper (notes: shared/notes/table2-derivation.md)."""
+"""The paper mode reproduces Table 2 of the paper (derivation: docs/table2.md)."""
 
 from decimal import Decimal
 
@@ -14,7 +14,7 @@ GIB = 2**30
 
 
 def eq1_eq2(s: int, p: int, nt: int, b: int = 2048, ht: int = 256, hr: int = 2048, e=None):
-    """Eqs. (1) + (2) exactly as the notes write them, as an independent check."""
+    """Eqs. (1) + (2) exactly as docs/table2.md writes them, as an independent check."""
     first = s * ht if e is None else s * e + e * ht
     encoder = 2 * p * (first + ht * ht + ht * 2 * nt + 2 * ht + 2 * nt) + 4 * p * b * (
         2 * ht + 2 * nt
@@ -37,7 +37,7 @@ def test_all_72_cells_are_reproduced():
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: f"{c.column}-k{c.k}-nt{c.nt}")
-def test_each_cell_is_the_notes_formula(cell):
+def test_each_cell_is_the_documented_formula(cell):
     family = {"ae": "ae", "ae_embedding_mixed": "ae-embedding", "bae": "bae"}[cell.column]
     spec = FamilySpec(family=family, k=cell.k, nt=cell.nt)
     s = message_size(spec)

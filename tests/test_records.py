@@ -19,7 +19,7 @@ SPEC = TypeAdapter(Spec)
 
 
 def test_schema_file_is_the_pydantic_specs_schema():
-    """`python -m estimator.records` regenerates it after a change to estimator/spec.py."""
+    """`python -m estimator.spec` regenerates it after a change to estimator/spec.py."""
     assert json.loads(SCHEMA_PATH.read_text()) == SPEC.json_schema()
 
 

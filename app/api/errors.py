@@ -5,16 +5,20 @@ from __future__ import annotations
 import logging
 import re
 import typing
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.status import HTTP_422_UNPROCESSABLE_CONTENT
 
 from app.api.schemas import UNION_TAGS
+from app.core.limits import ClientDisconnected
+from estimator.errors import DomainError, InvalidInput, NotFound, RateLimited, Unavailable
 from estimator.spec import FamilySpec, LayerSpec, ModelSpec
 
 PROBLEM_JSON = "application/problem+json"
@@ -32,6 +36,7 @@ _TITLES = {
     413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -54,10 +59,26 @@ class ProblemError(Exception):
         self.title = title or _TITLES.get(status, "Error")
 
 
-def invalid(field: str, message: str) -> ProblemError:
+def invalid(field: str, message: str) -> InvalidInput:
     """A 422 naming one field."""
-    detail = f"{field}: {message}" if field else message
-    return ProblemError(HTTP_422_UNPROCESSABLE_CONTENT, detail, [(field, message)])
+    return InvalidInput(field, message)
+
+
+# Database errors that mean "not now" rather than "wrong": the server is down or restarting,
+# a connection broke, or no pooled connection came free within the pool timeout.
+DATABASE_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+RETRY_AFTER_S = 1
+
+
+def domain_problem(error: DomainError) -> ProblemError | None:
+    """The problem details of a domain error (None: not one the HTTP layer reports)."""
+    if isinstance(error, InvalidInput):
+        return ProblemError(
+            HTTP_422_UNPROCESSABLE_CONTENT, str(error), [(error.field, error.reason)]
+        )
+    if isinstance(error, NotFound):
+        return ProblemError(404, error.message)
+    return None
 
 
 def problem_response(
@@ -67,6 +88,7 @@ def problem_response(
     errors: Iterable[tuple[str, str]] | None = None,
     title: str | None = None,
     headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": "about:blank",
@@ -77,6 +99,7 @@ def problem_response(
     }
     if errors is not None:
         body["errors"] = [{"field": field, "message": message} for field, message in errors]
+    body.update(extra or {})
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -133,6 +156,48 @@ def install(app: FastAPI) -> None:
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
         return problem_response(request, exc.status, exc.detail, exc.errors or None, exc.title)
 
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        if isinstance(exc, Unavailable):
+            return problem_response(
+                request,
+                503,
+                exc.message,
+                headers={"Retry-After": str(exc.retry_after_s)},
+                extra={"dependency": exc.dependency},
+            )
+        if isinstance(exc, RateLimited):
+            return problem_response(
+                request, 429, exc.message, headers={"Retry-After": str(exc.retry_after_s)}
+            )
+        problem = domain_problem(exc)
+        if problem is None:
+            return await _unexpected(request, exc)
+        return problem_response(
+            request, problem.status, problem.detail, problem.errors or None, problem.title
+        )
+
+    @app.exception_handler(ClientDisconnected)
+    async def _gone(request: Request, exc: ClientDisconnected) -> JSONResponse:
+        log.info("client left %s %s; its computation stopped", request.method, request.url.path)
+        return problem_response(request, 499, "client closed the request", title="Client Closed")
+
+    @app.exception_handler(sa_exc.SQLAlchemyError)
+    async def _database(request: Request, exc: sa_exc.SQLAlchemyError) -> JSONResponse:
+        if not isinstance(exc, DATABASE_UNAVAILABLE):
+            return await _unexpected(request, exc)
+        reason = str(exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc).splitlines()
+        log.warning(
+            "database unavailable on %s %s: %s", request.method, request.url.path, reason[:1]
+        )
+        return problem_response(
+            request,
+            503,
+            f"the database is unavailable ({type(exc).__name__}); retry shortly",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+            extra={"dependency": "database"},
+        )
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else None
@@ -140,5 +205,18 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(request, 500, "internal error; see the server log")
+        incident = uuid.uuid4().hex[:16]
+        log.error(
+            "internal error %s on %s %s",
+            incident,
+            request.method,
+            request.url.path,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        return problem_response(
+            request,
+            500,
+            f"internal error {incident}; the server log has its traceback",
+            headers={"X-Correlation-Id": incident},
+            extra={"correlation_id": incident},
+        )

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from estimator.calibration import Calibration
 from estimator.engine import DEFAULT_MODE, Breakdown, LayerEstimate, Mode
 from estimator.gate import DEFAULT_BASIS, Basis
-from estimator.spec import FamilySpec, ModelSpec
+from estimator.spec import PRINTABLE, FamilySpec, ModelSpec
 from estimator.sweep import Grid
 
 # Tags of the spec unions below; error locations drop them (see app/api/errors.py).
@@ -22,6 +23,7 @@ MAX_ID = 2**31 - 1
 DeviceField = Field(
     default=None,
     max_length=64,
+    pattern=PRINTABLE,
     description="A catalog device: the answer then also carries the estimate calibrated "
     "for it (GET /v1/devices/{name}/calibration).",
 )
@@ -162,7 +164,9 @@ class CalibratedOut(_Totals):
 
 
 class EstimateOut(_Totals):
-    id: int
+    id: int | None = Field(
+        description="The stored estimate; null when not stored (the anonymous store limit)."
+    )
     spec_hash: str = Field(description="SHA-256 of the spec's canonical JSON.")
     spec: dict[str, Any] = Field(description="The spec with its defaults filled in.")
     mode: str
@@ -206,10 +210,16 @@ class _Target(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     device: str | None = Field(
-        default=None, description="A device name from GET /v1/devices.", examples=["a100-80gb"]
+        default=None,
+        max_length=64,
+        pattern=PRINTABLE,
+        description="A device name from GET /v1/devices.",
+        examples=["a100-80gb"],
     )
     vram: str | None = Field(
         default=None,
+        max_length=64,
+        pattern=PRINTABLE,
         description="A memory size instead of a device: '80GiB', '40GB' or a byte count.",
         examples=["80GiB"],
     )
@@ -225,7 +235,9 @@ class _Target(BaseModel):
 class NamedSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=200, description="Default: specs[i].")
+    name: str | None = Field(
+        default=None, max_length=200, pattern=PRINTABLE, description="Default: specs[i]."
+    )
     spec: ApiSpec
 
 
@@ -298,3 +310,121 @@ class HealthOut(BaseModel):
     status: Literal["ok"]
     database: Literal["ok"]
     engine_version: str
+
+
+# --- Training jobs (kind "train") -------------------------------------------------------
+
+DEFAULT_TRAIN_EBN0_DB = 7.0
+DEFAULT_TRAIN_STEPS = 2000  # the paper: 4,096,000 samples at B = 2048
+DEFAULT_CHECKPOINT_EVERY = 100
+MAX_TRAIN_STEPS = 1_000_000
+MAX_GRID_POINTS = 200
+EBN0_RANGE_DB = (-30.0, 60.0)
+Channel = Literal["awgn", "cross", "rayleigh"]
+Baseline = Literal["zf", "mmse", "ml"]
+ALL_BASELINES: tuple[Baseline, ...] = ("zf", "mmse", "ml")
+
+
+class TrainParams(BaseModel):
+    """How a training job trains the spec's model (every default is the stored value)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Channel = Field(
+        default="awgn",
+        description="'awgn' (H = I), 'cross' (1 on the diagonal, `cross` off it) or "
+        "'rayleigh' (CN(0,1) entries per sample; the decoder also gets H).",
+    )
+    cross: float = Field(
+        default=0.3, gt=-1.0, lt=1.0, description="Off-diagonal gain of the 'cross' channel."
+    )
+    train_ebn0_db: float | list[float] = Field(
+        default=DEFAULT_TRAIN_EBN0_DB,
+        description="Training Eb/N0 in dB: one value, or [lo, hi] drawn uniformly (in dB) "
+        "per sample.",
+    )
+    steps: int = Field(
+        default=DEFAULT_TRAIN_STEPS, ge=1, le=MAX_TRAIN_STEPS, description="Optimizer steps."
+    )
+    lr: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=10.0,
+        description="Learning rate; default the optimizer's (Adam 1e-3 as in the paper, "
+        "SGD 1e-2). Stored resolved.",
+    )
+    batch: int | None = Field(
+        default=None,
+        ge=1,
+        le=1 << 20,
+        description="Samples per step; default the spec's batch (2048). The stored spec "
+        "carries it, so the memory estimate is of the trained batch.",
+    )
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Weights, bits and noise.")
+    checkpoint_every: int = Field(
+        default=DEFAULT_CHECKPOINT_EVERY,
+        ge=1,
+        le=MAX_TRAIN_STEPS,
+        description="Steps between checkpoints (a retried job resumes from the last).",
+    )
+
+    @field_validator("train_ebn0_db")
+    @classmethod
+    def _ebn0(cls, value: float | list[float]) -> float | list[float]:
+        low, high = EBN0_RANGE_DB
+        values = value if isinstance(value, list) else [value]
+        if isinstance(value, list) and (len(value) != 2 or value[0] > value[1]):
+            raise ValueError("a range is [lo, hi] with lo <= hi")
+        if not all(math.isfinite(v) and low <= v <= high for v in values):
+            raise ValueError(f"Eb/N0 values must lie in [{low:g}, {high:g}] dB")
+        return value
+
+
+class EvaluateParams(BaseModel):
+    """How a training job evaluates the trained model and the classical baselines."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ebn0_db: str = Field(
+        default="0:12:1",
+        max_length=2000,
+        description="Eb/N0 grid in dB: 'start:stop:step' (stop included) or 'a,b,c'.",
+    )
+    target_errors: int = Field(
+        default=1000, ge=1, le=10**7, description="Bit errors per point before it stops."
+    )
+    max_bits: int = Field(default=10**7, ge=1, le=10**11, description="Bit budget per point.")
+    baselines: list[Baseline] = Field(
+        default_factory=lambda: list(ALL_BASELINES),
+        max_length=3,
+        description="Classical detectors of uncoded Gray QAM on the same channel and points.",
+    )
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Monte Carlo seed.")
+
+    @field_validator("ebn0_db")
+    @classmethod
+    def _grid(cls, value: str) -> str:
+        points = grid_points(value)
+        low, high = EBN0_RANGE_DB
+        if len(points) > MAX_GRID_POINTS:
+            raise ValueError(f"at most {MAX_GRID_POINTS} points, got {len(points)}")
+        if not all(low <= p <= high for p in points):
+            raise ValueError(f"Eb/N0 values must lie in [{low:g}, {high:g}] dB")
+        return value
+
+    @field_validator("baselines")
+    @classmethod
+    def _unique(cls, value: list[Baseline]) -> list[Baseline]:
+        if len(set(value)) != len(value):
+            raise ValueError("each baseline at most once")
+        return value
+
+
+def grid_points(text: str) -> list[float]:
+    """The Eb/N0 values of a grid string (profilers.phy's parser; numpy only)."""
+    from profilers.phy.montecarlo import parse_grid
+
+    try:
+        return parse_grid(text)
+    except ValueError as error:
+        raise ValueError(str(error).removeprefix("ebn0: ")) from None

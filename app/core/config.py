@@ -28,7 +28,46 @@ class Settings(BaseSettings):
     )
     max_gate_specs: int = Field(default=1_000, ge=1, description="Most specs in one gate call.")
     cache_size: int = Field(default=4096, ge=0, description="Estimates kept in memory per worker.")
+    framework_budget_units: int = Field(
+        default=2**21,
+        ge=1,
+        description="Framework-mode work one request may ask for, in layers squared per "
+        "evaluation (one 1024-layer estimate is 2^20, about 4 s; a family about 200).",
+    )
+    request_time_limit_s: float = Field(
+        default=10.0, gt=0, description="Wall-clock cap on one request's computation."
+    )
+    anonymous_max_specs: int = Field(
+        default=100_000,
+        ge=0,
+        description="Specs an estimate without X-API-Key may add to the database: past "
+        "this many stored specs, anonymous estimates are answered but not stored.",
+    )
+    anonymous_max_spec_bytes: int = Field(
+        default=16_384,
+        ge=0,
+        description="Largest spec (canonical JSON) an anonymous estimate stores.",
+    )
+    jobs_per_minute: int = Field(
+        default=30, ge=1, description="Job submissions per API key per minute (then 429)."
+    )
     check_migrations: bool = Field(default=True, description="Refuse to start unmigrated.")
+    # Concurrency of one server process, and the database pool sized against it.
+    threads: int = Field(
+        default=40, ge=1, le=1024, description="Threads per server process for the routes."
+    )
+    db_pool_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Pooled database connections per process; default `threads` (a route "
+        "holds at most one, and only while it queries, so no thread waits for one).",
+    )
+    db_max_overflow: int = Field(default=4, ge=0, description="Connections beyond the pool.")
+    db_pool_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Longest wait for a pooled connection; past it the request gets 503.",
+    )
     # `phymem worker` (app/worker/): the job dispatcher and its Ray cluster.
     ray_address: str | None = Field(
         default=None,
@@ -46,6 +85,16 @@ class Settings(BaseSettings):
         description="Device class of this machine's GPUs (e.g. a100-80gb), advertised by "
         "the embedded Ray; CPU jobs ('cpu') are always served.",
     )
+
+    @property
+    def pool_options(self) -> dict[str, object]:
+        """The engine's pool: `threads` connections (plus overflow), a bounded wait."""
+        return {
+            "pool_size": self.db_pool_size or self.threads,
+            "max_overflow": self.db_max_overflow,
+            "pool_timeout": self.db_pool_timeout_s,
+            "pool_pre_ping": True,
+        }
 
     @property
     def sqlalchemy_url(self) -> str:

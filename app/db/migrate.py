@@ -34,8 +34,43 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
-def downgrade(url: str, revision: str = "-1") -> None:
+def downgrade(url: str, revision: str) -> None:
     command.downgrade(alembic_config(url), revision)
+
+
+class MigrationError(ValueError):
+    """A migration that cannot run as asked (an unknown target, nothing to undo)."""
+
+
+def downgrade_steps(url: str, revision: str) -> list[str]:
+    """The revisions a downgrade to `revision` would undo, newest first (each drops data).
+
+    Raises MigrationError, in one line, for a target that is not below the current one.
+    """
+    from alembic.script.revision import RevisionError
+    from alembic.util.exc import CommandError
+
+    have = current(url)
+    if not have:
+        raise MigrationError("the database is at base (empty): there is nothing to downgrade")
+    scripts = ScriptDirectory(str(MIGRATIONS_DIR))
+    try:
+        steps = [
+            script.revision
+            for script in scripts.iterate_revisions(tuple(sorted(have)), revision)
+            if script is not None
+        ]
+        if revision not in ("base", *steps) and not revision.startswith("-"):
+            scripts.get_revision(revision)  # raises for an unknown revision
+    except (CommandError, RevisionError) as error:
+        raise MigrationError(str(error).splitlines()[0]) from None
+    target = None if revision == "base" else revision
+    undone = [step for step in steps if step != target]
+    if not undone:
+        raise MigrationError(
+            f"the database is at {', '.join(sorted(have))}: {revision!r} is not below it"
+        )
+    return undone
 
 
 def head_revisions() -> set[str]:

@@ -39,6 +39,7 @@ JOB_KINDS = ("profile", "train")
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "oom", "cancelled")
 MEASUREMENT_STATUSES = ("ok", "oom", "failed")
 MODES = ("paper", "framework")
+JOB_PHASES = ("build", "train", "evaluate")
 
 
 def utcnow() -> datetime:
@@ -153,9 +154,16 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # Training progress (kind 'train'): what the run is doing now, written as it goes.
+    phase: Mapped[str | None] = mapped_column(String(16))
+    step: Mapped[int | None] = mapped_column(Integer)
+    total_steps: Mapped[int | None] = mapped_column(Integer)
+    loss: Mapped[float | None] = mapped_column(Float)
+    ebn0_db: Mapped[float | None] = mapped_column(Float)
 
     __table_args__ = (
         CheckConstraint(_one_of("kind", JOB_KINDS), name="kind"),
+        CheckConstraint(f"phase IS NULL OR {_one_of('phase', JOB_PHASES)}", name="phase"),
         CheckConstraint(_one_of("status", JOB_STATUSES), name="status"),
         CheckConstraint(_one_of("mode", MODES), name="mode"),
         CheckConstraint("attempts >= 0 AND max_attempts >= 1", name="attempts"),
@@ -180,3 +188,28 @@ class Measurement(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (CheckConstraint(_one_of("status", MEASUREMENT_STATUSES), name="status"),)
+
+
+class BerResult(Base):
+    """One point of a BER curve measured by a training job (its model or a baseline)."""
+
+    __tablename__ = "ber_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    detector: Mapped[str] = mapped_column(String(32))  # 'zf', 'mmse', 'ml' or the family
+    ebn0_db: Mapped[float] = mapped_column(Float)
+    bits: Mapped[int] = mapped_column(BigInteger)
+    bit_errors: Mapped[int] = mapped_column(BigInteger)
+    ber: Mapped[float] = mapped_column(Float)
+    ci_low: Mapped[float] = mapped_column(Float)
+    ci_high: Mapped[float] = mapped_column(Float)
+    symbols: Mapped[int] = mapped_column(BigInteger)
+    symbol_errors: Mapped[int] = mapped_column(BigInteger)
+    messages: Mapped[int] = mapped_column(BigInteger)
+    message_errors: Mapped[int] = mapped_column(BigInteger)
+    tx_energy: Mapped[float] = mapped_column(Float)  # mean |x|^2 per transmit antenna
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "detector", "ebn0_db", name="uq_ber_results_point"),
+    )

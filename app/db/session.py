@@ -17,6 +17,11 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def database_is_memory(url: str) -> bool:
+    database = make_url(url).database
+    return not database or database == ":memory:" or "mode=memory" in database
+
+
 def _ensure_sqlite_dir(url: str) -> None:
     database = make_url(url).database
     if database and database != ":memory:" and not database.startswith("file:"):
@@ -48,6 +53,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         connect_args = kwargs.pop("connect_args", {})
         connect_args.setdefault("check_same_thread", False)
         connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
+        if database_is_memory(url):
+            for option in ("pool_size", "max_overflow", "pool_timeout"):
+                kwargs.pop(option, None)
         engine = create_engine(url, connect_args=connect_args, **kwargs)
         _configure_sqlite(engine)
         return engine
@@ -57,6 +65,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def release(session: Session) -> None:
+    """End the session's transaction, giving its connection back to the pool.
+
+    Called before computing: a request holds a pooled connection only while it queries.
+    """
+    if session.in_transaction():
+        session.commit()
 
 
 def begin_write(session: Session) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.api.errors import ProblemError, invalid
 from app.db.models import Device
 from app.db.models import Estimate as EstimateRow
 from app.db.models import Measurement as MeasurementRow
 from estimator.calibration import Calibration, Pair, fit
 from estimator.engine import Mode
+from estimator.errors import InvalidInput, NotFound
 
 
 def pairs_for(session: Session, device: str, mode: Mode) -> list[Pair]:
@@ -36,5 +36,5 @@ def calibration(session: Session, device: str, mode: Mode, field: str | None = N
     known = device == "cpu" or session.get(Device, device) is not None
     if not known:
         message = f"unknown device {device!r}; see GET /v1/devices"
-        raise ProblemError(404, message) if field is None else invalid(field, message)
+        raise NotFound(message) if field is None else InvalidInput(field, message)
     return fit(device, mode, pairs_for(session, device, mode))

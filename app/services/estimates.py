@@ -6,18 +6,21 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, bindparam, select
+from pydantic import ValidationError
+from sqlalchemy import CursorResult, Select, bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.api.errors import ProblemError, invalid
+from app.core.limits import charge, framework_units
 from app.db.models import Estimate as EstimateRow
+from app.db.models import Measurement as MeasurementRow
 from app.db.models import Spec as SpecRow
 from app.db.models import utcnow
-from app.db.session import begin_write
+from app.db.session import begin_write, release
 from estimator.engine import ENGINE_VERSION, Estimate, Mode, cached_plan, estimate
+from estimator.errors import InvalidInput, NotFound
 from estimator.spec import FamilySpec, ModelSpec, canonical_json
 from estimator.units import gib_value
 
@@ -25,8 +28,18 @@ AnySpec = FamilySpec | ModelSpec
 
 
 @dataclass(frozen=True)
+class StoreLimit:
+    """How much an anonymous caller may add to the database: specs up to `max_spec_bytes`
+    of canonical JSON while the specs table holds fewer than `max_specs` rows. Past
+    either, the estimate is computed and answered but not stored (id null)."""
+
+    max_specs: int
+    max_spec_bytes: int
+
+
+@dataclass(frozen=True)
 class StoredEstimate:
-    id: int
+    id: int | None  # None: computed, not stored (past the anonymous store limit)
     spec_hash: str
     spec: dict[str, Any]
     result: dict[str, Any]
@@ -52,26 +65,61 @@ def totals(total: int) -> dict[str, Any]:
     }
 
 
-def mode_unavailable(error: ImportError) -> ProblemError:
-    return invalid(
+def mode_unavailable(error: ImportError) -> InvalidInput:
+    return InvalidInput(
         "mode",
         f"the 'framework' mode is not available on this server ({error}); use mode 'paper'",
     )
 
 
 def engine_call(mode: Mode, call: Any, *args: Any, field: str = "") -> Any:
-    """Run an engine function, turning what invalid input can raise into a 422 on `field`."""
+    """Run an engine function on a validated spec.
+
+    Input errors are the engine's `InvalidInput` (re-labelled with `field` when it names
+    none); any other exception is a fault of the engine and propagates (a 500).
+    """
     try:
         return call(*args)
     except ImportError as error:
         if mode == "framework":
             raise mode_unavailable(error) from None
         raise
-    except (ValueError, ArithmeticError, NotImplementedError) as error:
-        raise invalid(field, str(error) or type(error).__name__) from None
+    except InvalidInput as error:
+        if error.field or not field:
+            raise
+        raise type(error)(field, error.reason) from None
+    except ValidationError as error:  # a spec the engine built from validated input
+        first = error.errors()[0]
+        inner = ".".join(str(part) for part in first["loc"])
+        raise InvalidInput(
+            ".".join(part for part in (field, inner) if part),
+            str(first["msg"]).removeprefix("Value error, "),
+        ) from None
+
+
+def layer_count(spec: AnySpec) -> int:
+    """Layers of the spec's sequential form (what the framework mode's cost grows with)."""
+    if isinstance(spec, FamilySpec):
+        from estimator.families import expand
+
+        return len(expand(spec).layers)
+    return len(spec.layers)
+
+
+def charge_framework(
+    mode: Mode, specs: list[AnySpec], evaluations: int, field: str, what: str
+) -> None:
+    """Charge the request's budget for `evaluations` framework-mode passes over `specs`."""
+    if mode == "framework":
+        units = sum(framework_units(layer_count(spec), evaluations) for spec in specs)
+        charge(units, field, what)
 
 
 def compute(spec: AnySpec, mode: Mode) -> dict[str, Any]:
+    charge_framework(
+        mode, [spec], 1, "layers" if isinstance(spec, ModelSpec) else "", "this estimate"
+    )
+
     def run() -> dict[str, Any]:
         result: Estimate = estimate(spec, mode)
         return result.to_dict()
@@ -121,15 +169,38 @@ def _record(row: Any, computed: bool) -> StoredEstimate:
     )
 
 
-def get_or_create(session: Session, spec: AnySpec, mode: Mode) -> StoredEstimate:
-    """The stored estimate of (spec, mode, engine version), computing and storing it once."""
+def _may_store(session: Session, canonical: str, limit: StoreLimit | None) -> bool:
+    if limit is None:
+        return True
+    if len(canonical.encode()) > limit.max_spec_bytes:
+        return False
+    stored = session.scalar(select(func.count()).select_from(SpecRow)) or 0
+    return stored < limit.max_specs
+
+
+def get_or_create(
+    session: Session, spec: AnySpec, mode: Mode, limit: StoreLimit | None = None
+) -> StoredEstimate:
+    """The stored estimate of (spec, mode, engine version), computing and storing it once
+    (within `limit`, for anonymous callers)."""
     canonical = canonical_json(spec)
     digest = hashlib.sha256(canonical.encode()).hexdigest()
     found = _stored(session, digest, mode)
     if found is not None:
         return _record(found, computed=False)
 
+    store = _may_store(session, canonical, limit)
+    release(session)
     result = compute(spec, mode)
+    if not store:
+        return StoredEstimate(
+            id=None,
+            spec_hash=digest,
+            spec=json.loads(canonical),
+            result=result,
+            created_at=utcnow(),
+            computed=True,
+        )
     is_family = isinstance(spec, FamilySpec)
     begin_write(session)
     session.execute(
@@ -167,7 +238,7 @@ def get_or_create(session: Session, spec: AnySpec, mode: Mode) -> StoredEstimate
 def get(session: Session, estimate_id: int) -> StoredEstimate:
     found = session.execute(_BY_ID, {"estimate_id": estimate_id}).first()
     if found is None:
-        raise ProblemError(404, f"no estimate with id {estimate_id}")
+        raise NotFound(f"no estimate with id {estimate_id}")
     return _record(found, computed=False)
 
 
@@ -222,3 +293,14 @@ def search(
 
 def plan_for(spec: AnySpec, mode: Mode) -> Any:
     return engine_call(mode, cached_plan, spec, mode)
+
+
+def prune_stale(session: Session) -> int:
+    """Delete estimates of other engine versions that no measurement refers to."""
+    measured = select(MeasurementRow.estimate_id).where(MeasurementRow.estimate_id.is_not(None))
+    stale = delete(EstimateRow).where(
+        EstimateRow.engine_version != ENGINE_VERSION, EstimateRow.id.not_in(measured)
+    )
+    removed: int = cast(CursorResult[Any], session.execute(stale)).rowcount
+    session.commit()
+    return removed

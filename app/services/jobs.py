@@ -21,13 +21,13 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.api.errors import ProblemError
 from app.db.models import Estimate as EstimateRow
 from app.db.models import Job, utcnow
 from app.db.models import Measurement as MeasurementRow
 from app.db.models import Spec as SpecRow
 from app.db.session import begin_write
 from app.services import estimates
+from estimator.errors import NotFound
 from estimator.spec import FamilySpec, ModelSpec
 
 AnySpec = FamilySpec | ModelSpec
@@ -65,8 +65,14 @@ def submit(
     timeout_s: float | None = None,
     max_attempts: int = 3,
     fault: str | None = None,
+    extra_params: dict[str, Any] | None = None,
+    total_steps: int | None = None,
 ) -> Job:
-    """Store the spec and its estimate, then queue a job; returns the new row."""
+    """Store the spec and its estimate, then queue a job; returns the new row.
+
+    Train jobs pass their resolved `train` / `evaluate` parameters as `extra_params` and
+    their step count as `total_steps`.
+    """
     stored = estimates.get_or_create(session, spec, mode)  # type: ignore[arg-type]
     spec_id = session.execute(
         select(SpecRow.id).where(SpecRow.spec_hash == stored.spec_hash)
@@ -78,6 +84,8 @@ def submit(
         params["timeout_s"] = timeout_s
     if fault is not None:
         params["fault"] = fault
+    if extra_params:
+        params.update(extra_params)
     begin_write(session)
     job = Job(
         kind=kind,
@@ -90,6 +98,7 @@ def submit(
         max_attempts=max_attempts,
         progress=0.0,
         created_at=utcnow(),
+        total_steps=total_steps,
     )
     session.add(job)
     session.commit()
@@ -99,7 +108,7 @@ def submit(
 def get(session: Session, job_id: int) -> Job:
     job = session.get(Job, job_id, populate_existing=True)
     if job is None:
-        raise ProblemError(404, f"no job with id {job_id}")
+        raise NotFound(f"no job with id {job_id}")
     return job
 
 
@@ -120,6 +129,11 @@ def view(session: Session, job: Job) -> dict[str, Any]:
         "attempts": job.attempts,
         "max_attempts": job.max_attempts,
         "progress": job.progress,
+        "phase": job.phase,
+        "step": job.step,
+        "total_steps": job.total_steps,
+        "loss": job.loss,
+        "ebn0_db": job.ebn0_db,
         "result": job.result,
         "error": job.error,
         "created_at": job.created_at,
@@ -258,6 +272,51 @@ def set_progress(session: Session, owner: str, job_id: int, progress: float) -> 
     session.commit()
 
 
+PROGRESS_FIELDS = ("phase", "step", "total_steps", "loss", "ebn0_db", "progress")
+
+
+def set_training_progress(session: Session, owner: str, job_id: int, **values: Any) -> bool:
+    """Write a training run's progress columns; False when `owner` no longer holds the job."""
+    unknown = set(values) - set(PROGRESS_FIELDS)
+    if unknown:
+        raise ValueError(f"not progress columns: {sorted(unknown)}")
+    begin_write(session)
+    count = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    session.commit()
+    return bool(count)
+
+
+def retry_or_fail(session: Session, owner: str, job: ClaimedJob, error: str) -> str:
+    """A run whose process was killed: back to the queue (its next claim counts as an
+    attempt and resumes from the checkpoint), or failed once out of attempts.
+
+    Returns the new status ('queued' or 'failed'; '' when the lease was lost).
+    """
+    begin_write(session)
+    held = (Job.id == job.id) & (Job.lease_owner == owner) & (Job.status == "running")
+    if job.attempts >= job.max_attempts:
+        values: dict[str, Any] = {
+            "status": "failed",
+            "finished_at": utcnow(),
+            "error": f"{error} (on each of {job.attempts} attempts)",
+        }
+    else:
+        values = {"status": "queued", "error": error}
+    count = session.execute(
+        update(Job)
+        .where(held)
+        .values(lease_owner=None, lease_expires_at=None, **values)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    session.commit()
+    return str(values["status"]) if count else ""
+
+
 def requeue_stale(session: Session, now: datetime | None = None) -> tuple[int, int]:
     """Running jobs whose lease expired: back to the queue, or failed when out of attempts.
 
@@ -321,8 +380,9 @@ def finish(
     result: dict[str, Any] | None,
     error: str | None = None,
     measurement: dict[str, Any] | None = None,
+    ber: list[dict[str, Any]] | None = None,
 ) -> int | None:
-    """Write a job's outcome (and its measurement row) if `owner` still holds its lease.
+    """Write a job's outcome (its measurement row, its BER rows) if `owner` holds its lease.
 
     Returns the measurement's id (None when there is none or the lease was lost).
     """
@@ -353,6 +413,10 @@ def finish(
         measurement_id = row.id
         if result is not None:
             result = {**result, "measurement_id": measurement_id}
+    if ber is not None:
+        from app.services.training import store_ber
+
+        store_ber(session, job.id, ber)
     session.execute(
         update(Job)
         .where(Job.id == job.id, Job.lease_owner == owner, Job.status == "running")
@@ -396,6 +460,7 @@ def list_measurements(
     status: str | None = None,
     device: str | None = None,
     job_id: int | None = None,
+    mode: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
@@ -411,6 +476,8 @@ def list_measurements(
         query = query.where(MeasurementRow.device == device)
     if job_id is not None:
         query = query.where(MeasurementRow.job_id == job_id)
+    if mode is not None:
+        query = query.where(EstimateRow.mode == mode)
     query = query.order_by(MeasurementRow.id).limit(limit).offset(offset)
     items = []
     for measured, estimate, spec in session.execute(query):
@@ -437,6 +504,7 @@ def list_measurements(
                 "status": measured.status,
                 "device": measured.device,
                 "estimate_bytes": estimate_bytes,
+                "breakdown": estimate.breakdown,
                 "measured_bytes": measured_bytes,
                 "error_pct": error,
                 "step_time_s": measured.step_time_s,

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import make_engine, make_sessionmaker
 from app.services import jobs
-from app.worker import profile, resources
+from app.worker import profile, resources, training
 from app.worker.task import FAULTS, remote_function
 
 log = logging.getLogger("phymem.worker")
@@ -222,6 +222,8 @@ class Dispatcher:
             "memory_limit_bytes": job.params.get("memory_limit_bytes"),
             "timeout_s": job.params.get("timeout_s", profile.DEFAULT_TIMEOUT_S),
         }
+        if job.kind == "train":
+            payload.update(training.payload_for(job, self.owner, self.config.database_url))
         fault = job.params.get("fault")
         if fault is not None and self.config.fault_injection and fault in FAULTS:
             payload["fault"] = fault
@@ -258,6 +260,9 @@ class Dispatcher:
     # --- outcomes ---------------------------------------------------------------------
 
     def _record(self, job: jobs.ClaimedJob, output: dict[str, Any]) -> None:
+        if job.kind == "train":
+            training.record(self, job, output)
+            return
         measurement = output["measurement"]
         placement = output.get("placement", {})
         with self.sessions() as session:

@@ -22,7 +22,7 @@ FAULTS = ("kill-worker", "raise")
 
 
 def run_job(payload: dict[str, Any]) -> dict[str, Any]:
-    """Run one profile job; returns the measurement and where it ran."""
+    """Run one profile or train job; returns its outcome and where it ran."""
     from app.worker import profile
     from profilers.allocator import parse_spec
 
@@ -41,6 +41,13 @@ def run_job(payload: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError("injected failure (fault 'raise')")
 
     device = "GPU:0" if ray.get_gpu_ids() else "CPU:0"
+    if payload.get("kind") == "train":
+        from app.worker import training
+
+        return {
+            "training": training.run_task({**payload, "device": device}),
+            "placement": placement,
+        }
     measurement = profile.measure(
         parse_spec(payload["spec_json"]),
         steps=int(payload.get("steps", profile.DEFAULT_STEPS)),

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query
 
-from app.api.deps import MetricsDep, SessionDep
+from app.api.deps import MetricsDep, ReleasingRoute, SessionDep, StoreLimitDep
 from app.api.schemas import (
     ESTIMATE_EXAMPLES,
     MAX_ID,
@@ -18,7 +18,7 @@ from app.services import calibration, estimates
 from estimator.engine import Mode
 from estimator.spec import MAX_MESSAGE_BITS, FamilyName
 
-router = APIRouter(prefix="/v1/estimates", tags=["estimates"])
+router = APIRouter(prefix="/v1/estimates", tags=["estimates"], route_class=ReleasingRoute)
 
 
 @router.post("", response_model=EstimateOut, summary="Estimate a spec's training memory")
@@ -26,14 +26,17 @@ def create_estimate(
     request: Annotated[EstimateRequest, Body(openapi_examples=ESTIMATE_EXAMPLES)],
     session: SessionDep,
     metrics: MetricsDep,
+    limit: StoreLimitDep,
 ) -> Any:
     """The per-layer table, the breakdown and the exact total of one spec under one mode.
 
     The spec is stored once (by the SHA-256 of its canonical JSON) and so is its estimate
     for each mode and engine version: asking again returns the stored one, with its id.
+    Without X-API-Key, storage is bounded (PHYMEM_ANONYMOUS_MAX_SPECS stored specs, specs
+    of at most PHYMEM_ANONYMOUS_MAX_SPEC_BYTES): past it the estimate comes with id null.
     With `device`, the answer also carries the total calibrated for that device.
     """
-    stored = estimates.get_or_create(session, request.spec(), request.mode)
+    stored = estimates.get_or_create(session, request.spec(), request.mode, limit)
     metrics.estimates.labels(request.mode, "computed" if stored.computed else "stored").inc()
     answer = stored.to_dict()
     if request.device is not None:

@@ -1,4 +1,5 @@
-"""POST /v1/jobs (API key), GET /v1/jobs/{id}, GET /v1/jobs, DELETE /v1/jobs/{id} (API key).
+"""POST /v1/jobs (API key), GET /v1/jobs/{id}, GET /v1/jobs, DELETE /v1/jobs/{id} (API key),
+and a training job's results: GET /v1/jobs/{id}/ber, /history and /model.
 
 Submitting work needs the X-API-Key header to match PHYMEM_API_KEY. A server started
 without PHYMEM_API_KEY refuses every submission (403, saying to set it): jobs execute
@@ -13,16 +14,17 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import JobRateLimit, ReleasingRoute, SessionDep, SettingsDep
 from app.api.errors import ProblemError, invalid
-from app.api.schemas import MAX_ID, ApiSpec, Problem
-from app.services import jobs
+from app.api.schemas import MAX_ID, ApiSpec, EvaluateParams, Problem, TrainParams
+from app.services import jobs, training
 from app.worker.resources import CLASS_PATTERN
 from estimator.engine import Mode
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=ReleasingRoute)
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "oom", "cancelled"]
 
@@ -48,6 +50,13 @@ def require_api_key(
 
 
 ApiKey = Annotated[None, Depends(require_api_key)]
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {
+        "model": Problem,
+        "description": "Past PHYMEM_JOBS_PER_MINUTE for this key; retry after Retry-After s.",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    }
+}
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Missing or wrong X-API-Key."},
     403: {"model": Problem, "description": "Submissions disabled: no PHYMEM_API_KEY set."},
@@ -60,7 +69,8 @@ class JobRequest(BaseModel):
     kind: Literal["profile", "train"] = Field(
         default="profile",
         description="'profile': measure one training step's peak and pair it with the "
-        "estimate. 'train' is not implemented yet (422).",
+        "estimate. 'train': train the spec's model over a channel, measure the training's "
+        "peak, evaluate BER vs Eb/N0 against the classical baselines.",
     )
     spec: ApiSpec
     device_class: str = Field(
@@ -74,10 +84,20 @@ class JobRequest(BaseModel):
     memory_limit_bytes: int | None = Field(
         default=None,
         ge=2**20,
-        description="Cap the measuring process's address space (a smaller device).",
+        le=2**50,
+        description="Cap the measuring process's address space (a smaller device); 1 MiB to 1 PiB.",
     )
     timeout_s: float | None = Field(default=None, gt=0, le=86_400)
     max_attempts: int = Field(default=3, ge=1, le=10, description="Claims before failing.")
+    train: TrainParams | None = Field(
+        default=None, description="kind 'train': how to train (defaults stated per field)."
+    )
+    evaluate: EvaluateParams | None = Field(
+        default=None, description="kind 'train': how to evaluate the trained model."
+    )
+
+
+Phase = Literal["build", "train", "evaluate"]
 
 
 class JobOut(BaseModel):
@@ -93,6 +113,11 @@ class JobOut(BaseModel):
     attempts: int
     max_attempts: int
     progress: float
+    phase: Phase | None = Field(description="A training job's current phase.")
+    step: int | None = Field(description="Training steps done.")
+    total_steps: int | None = Field(description="Training steps asked for.")
+    loss: float | None = Field(description="The latest training loss.")
+    ebn0_db: float | None = Field(description="The Eb/N0 point being evaluated.")
     result: dict[str, Any] | None
     error: str | None
     created_at: datetime
@@ -115,33 +140,100 @@ JOB_EXAMPLES: dict[str, Any] = {
             "device_class": "cpu",
             "steps": 1,
         },
-    }
+    },
+    "train": {
+        "summary": "Train a small Tanh-BAE over the 2x2 cross channel, evaluate vs ZF/MMSE/ML",
+        "value": {
+            "kind": "train",
+            "spec": {"family": "tanh-bae", "k": 2, "nt": 2, "ht": 64, "hr": 128},
+            "train": {
+                "channel": "cross",
+                "cross": 0.3,
+                "train_ebn0_db": 7,
+                "steps": 2000,
+                "batch": 512,
+                "seed": 1,
+            },
+            "evaluate": {"ebn0_db": "0:10:2", "target_errors": 200, "max_bits": 1000000},
+        },
+    },
 }
+
+
+class BerRow(BaseModel):
+    detector: str = Field(description="'zf', 'mmse', 'ml', or the trained family's name.")
+    ebn0_db: float
+    bits: int
+    bit_errors: int
+    errors: int = Field(description="The bit errors again (the CLI's row format).")
+    ber: float
+    ci_low: float = Field(description="95% Clopper-Pearson interval of the BER.")
+    ci_high: float
+    symbols: int
+    symbol_errors: int
+    ser: float
+    messages: int
+    message_errors: int
+    bler: float
+    tx_energy: float = Field(description="Measured mean |x|^2 per transmit antenna.")
+
+
+class BerOut(BaseModel):
+    job_id: int
+    rows: list[BerRow]
+
+
+class LossPoint(BaseModel):
+    step: int
+    loss: float
+
+
+class HistoryOut(BaseModel):
+    job_id: int
+    loss: list[LossPoint]
 
 
 @router.post(
     "",
     status_code=202,
     response_model=JobOut,
-    summary="Queue a profile job",
-    responses=AUTH_RESPONSES,
+    summary="Queue a profile or training job",
+    responses=AUTH_RESPONSES | RATE_LIMITED,
 )
 def create_job(
     request: JobRequest,
     _: ApiKey,
+    __: JobRateLimit,
     session: SessionDep,
     response: Response,
 ) -> Any:
-    """Queue a measurement of the spec on `device_class`; poll the returned URL.
+    """Queue a measurement or a training run of the spec on `device_class`; poll the URL.
 
-    A worker (`phymem worker`) measures the peak of `steps` training steps in a fresh
-    process and stores it next to the estimate (GET /v1/measurements).
+    'profile': a worker (`phymem worker`) measures the peak of `steps` training steps in a
+    fresh process and stores it next to the estimate (GET /v1/measurements).
+    'train': the worker trains the model (`train`), stores its allocator peak next to the
+    estimate of the same spec and batch, and evaluates it (`evaluate`): GET .../ber,
+    .../history and .../model once it has succeeded.
     """
+    spec: Any = request.spec
+    extra: dict[str, Any] | None = None
+    total_steps = None
     if request.kind == "train":
-        raise invalid("kind", "'train' jobs are not implemented yet; only 'profile' runs")
+        try:
+            spec, train, evaluate = training.resolve(
+                spec, request.train or TrainParams(), request.evaluate or EvaluateParams()
+            )
+        except training.InvalidTraining as error:
+            raise invalid(error.field, error.message) from None
+        extra = {"train": train.model_dump(mode="json"), "evaluate": evaluate.model_dump()}
+        total_steps = train.steps
+    else:
+        for name in ("train", "evaluate"):
+            if getattr(request, name) is not None:
+                raise invalid(name, "only for kind 'train'")
     job = jobs.submit(
         session,
-        spec=request.spec,
+        spec=spec,
         kind=request.kind,
         device_class=request.device_class,
         mode=request.mode,
@@ -149,6 +241,8 @@ def create_job(
         memory_limit_bytes=request.memory_limit_bytes,
         timeout_s=request.timeout_s,
         max_attempts=request.max_attempts,
+        extra_params=extra,
+        total_steps=total_steps,
     )
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return jobs.view(session, job)
@@ -177,3 +271,58 @@ def cancel_job(
 ) -> Any:
     """Cancel a queued or running job (a finished one is returned unchanged)."""
     return jobs.view(session, jobs.cancel(session, job_id))
+
+
+def _train_job(session: Any, job_id: int) -> Any:
+    job = jobs.get(session, job_id)
+    if job.kind != "train":
+        raise ProblemError(404, f"job {job_id} is a {job.kind} job: it has no training results")
+    return job
+
+
+@router.get("/{job_id}/ber", response_model=BerOut, summary="A training job's BER curves")
+def read_ber(job_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep) -> Any:
+    """The trained model's and the baselines' BER/SER/BLER per Eb/N0 point (empty until
+    the job has succeeded)."""
+    _train_job(session, job_id)
+    return {"job_id": job_id, "rows": training.ber_rows(session, job_id)}
+
+
+@router.get(
+    "/{job_id}/history",
+    response_model=HistoryOut,
+    summary="A training job's loss per step",
+    responses={404: {"model": Problem, "description": "No such job, or no history yet."}},
+)
+def read_history(
+    job_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep, settings: SettingsDep
+) -> Any:
+    """The training loss at every step so far (as of the last checkpoint while running)."""
+    _train_job(session, job_id)
+    history = training.read_history(settings.data_dir, job_id)
+    if history is None:
+        raise ProblemError(404, f"job {job_id} has no loss history yet")
+    return {"job_id": job_id, "loss": history}
+
+
+@router.get(
+    "/{job_id}/model",
+    response_class=FileResponse,
+    summary="A training job's trained model (.keras)",
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "The .keras file."},
+        404: {"model": Problem, "description": "No such job, or no model yet."},
+    },
+)
+def read_model(
+    job_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep, settings: SettingsDep
+) -> Any:
+    """The trained Keras model: `app.worker.training.load_model(path)` reads it (it
+    registers the model's channel layers, then calls `keras.saving.load_model`)."""
+    job = _train_job(session, job_id)
+    path = training.artifact(settings.data_dir, job_id, training.MODEL_FILE)
+    if path is None or job.status != "succeeded":
+        raise ProblemError(404, f"job {job_id} has no trained model (status {job.status})")
+    return FileResponse(
+        path, media_type="application/octet-stream", filename=f"phymem-job-{job_id}.keras"
+    )

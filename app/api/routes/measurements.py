@@ -6,14 +6,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from app.api.deps import SessionDep
+from app.api.deps import ReleasingRoute, SessionDep
 from app.api.schemas import MAX_ID
 from app.services import jobs
-from estimator.spec import MAX_MESSAGE_BITS, FamilyName
+from estimator.engine import Mode
+from estimator.spec import MAX_MESSAGE_BITS, PRINTABLE, FamilyName
 
-router = APIRouter(prefix="/v1/measurements", tags=["measurements"])
+router = APIRouter(prefix="/v1/measurements", tags=["measurements"], route_class=ReleasingRoute)
 
 
 class MeasurementOut(BaseModel):
@@ -31,6 +32,7 @@ class MeasurementOut(BaseModel):
     status: Literal["ok", "oom", "failed"]
     device: str
     estimate_bytes: int
+    breakdown: dict[str, int] = Field(description="The estimate's bytes by category.")
     measured_bytes: int | None
     error_pct: float | None
     step_time_s: float | None
@@ -52,8 +54,9 @@ def list_measurements(
     k: Annotated[int | None, Query(ge=1, le=MAX_MESSAGE_BITS)] = None,
     nt: Annotated[int | None, Query(ge=1, le=MAX_MESSAGE_BITS)] = None,
     status: Annotated[Literal["ok", "oom", "failed"] | None, Query()] = None,
-    device: Annotated[str | None, Query(max_length=128)] = None,
+    device: Annotated[str | None, Query(max_length=128, pattern=PRINTABLE)] = None,
     job_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    mode: Annotated[Mode | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> Any:
@@ -66,6 +69,7 @@ def list_measurements(
         status=status,
         device=device,
         job_id=job_id,
+        mode=mode,
         limit=limit,
         offset=offset,
     )

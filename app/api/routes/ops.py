@@ -9,25 +9,30 @@ from fastapi.responses import Response
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.api.deps import MetricsDep, SessionDep
-from app.api.errors import ProblemError
-from app.api.schemas import HealthOut
+from app.api.deps import MetricsDep, ReleasingRoute, SessionDep
+from app.api.schemas import HealthOut, Problem
 from estimator.engine import ENGINE_VERSION
+from estimator.errors import Unavailable
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=ReleasingRoute)
 
 
 @router.get(
     "/health",
     response_model=HealthOut,
     summary="Liveness and database reachability",
-    responses={503: {"description": "The database cannot be reached."}},
+    responses={
+        503: {
+            "model": Problem,
+            "description": "A dependency cannot be reached; `dependency` names it.",
+        }
+    },
 )
 def health(session: SessionDep) -> dict[str, Any]:
     try:
         session.execute(text("SELECT 1"))
     except SQLAlchemyError as error:
-        raise ProblemError(503, f"database unreachable: {type(error).__name__}") from None
+        raise Unavailable("database", f"database unreachable: {type(error).__name__}") from None
     return {"status": "ok", "database": "ok", "engine_version": ENGINE_VERSION}
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query
 
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import ReleasingRoute, SessionDep, SettingsDep
 from app.api.schemas import (
     CalibrationOut,
     DeviceOut,
@@ -21,8 +21,9 @@ from app.api.schemas import (
 )
 from app.services import calibration, planning
 from estimator.engine import DEFAULT_MODE, Mode
+from estimator.spec import PRINTABLE
 
-router = APIRouter(prefix="/v1", tags=["planning"])
+router = APIRouter(prefix="/v1", tags=["planning"], route_class=ReleasingRoute)
 
 _SWEEP_EXAMPLES = {
     "table2": {
@@ -96,7 +97,7 @@ def read_devices(session: SessionDep) -> Any:
     summary="What a device adds to an estimate, fitted from stored measurements",
 )
 def read_calibration(
-    name: Annotated[str, Path(max_length=64)],
+    name: Annotated[str, Path(max_length=64, pattern=PRINTABLE)],
     session: SessionDep,
     mode: Annotated[Mode, Query()] = DEFAULT_MODE,
 ) -> Any:

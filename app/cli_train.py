@@ -1,0 +1,421 @@
+"""`phymem train`: train a family's autoencoder over a channel, measure it, evaluate its BER.
+
+Locally (the default) the run happens in a fresh process on this machine, as `phymem
+profile` measures; with --submit it is queued on the service (`POST /v1/jobs`, kind
+"train") and run by a worker, and --wait follows it. Either way the progress bar is fed
+by what the run reports (its job row, or a local run's progress file): phase, step of
+total steps, latest loss, the Eb/N0 point being evaluated.
+
+Only typer at module level; the API schemas, httpx, rich and the worker load inside.
+"""
+
+import contextlib
+import json
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from app.cli_errors import fail
+from app.cli_options import JsonOpt, SpecArg, spec_flags
+
+EXIT_NOT_OK = 1
+TERMINAL = ("succeeded", "failed", "oom", "cancelled")
+# Where a request field is set on the command line.
+FLAG_OF = {
+    "train.channel": "--channel",
+    "train.cross": "--cross",
+    "train.train_ebn0_db": "--train-ebn0",
+    "train.steps": "--steps",
+    "train.lr": "--lr",
+    "train.batch": "--batch",
+    "train.seed": "--seed",
+    "train.checkpoint_every": "--checkpoint-every",
+    "evaluate.ebn0_db": "--eval-ebn0",
+    "evaluate.target_errors": "--target-errors",
+    "evaluate.max_bits": "--max-bits",
+    "evaluate.baselines": "--baselines",
+    "evaluate.seed": "--eval-seed",
+}
+BER_KEYS = ("detector", "ebn0_db", "ber", "ci_low", "ci_high", "bits", "errors")
+
+
+def _flag(field: str) -> str:
+    for prefix, flag in FLAG_OF.items():
+        if field == prefix or field.startswith(prefix + "."):
+            return flag
+    if field.startswith("spec."):
+        return "--" + field.removeprefix("spec.").replace("_", "-")
+    return field
+
+
+def _parse_ebn0(text: str) -> float | list[float]:
+    parts = [p.strip() for p in text.replace(":", ",").split(",")]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"--train-ebn0: expected a number or lo,hi, got {text!r}") from None
+    if len(values) == 1:
+        return values[0]
+    if len(values) == 2:
+        return values
+    raise ValueError(f"--train-ebn0: expected a number or lo,hi, got {text!r}")
+
+
+def build_request(
+    spec_file: Path | None, flags: dict[str, Any], train: dict[str, Any], evaluate: dict[str, Any]
+) -> tuple[Any, Any, Any]:
+    """The spec and the resolved training parameters, or a ValueError naming the flag."""
+    from pydantic import ValidationError
+
+    from app.api.schemas import EvaluateParams, TrainParams
+    from app.services.training import InvalidTraining, resolve
+    from app.specio import build_spec
+
+    spec = build_spec(spec_file, flags)
+    values = {"train": train, "evaluate": evaluate}
+    parsed: dict[str, Any] = {}
+    for name, cls in (("train", TrainParams), ("evaluate", EvaluateParams)):
+        given = {key: value for key, value in values[name].items() if value is not None}
+        try:
+            parsed[name] = cls.model_validate(given)
+        except ValidationError as error:
+            first = error.errors()[0]
+            field = ".".join([name, *(str(p) for p in first["loc"])])
+            message = str(first["msg"]).removeprefix("Value error, ")
+            raise ValueError(f"{_flag(field)}: {message}") from None
+    try:
+        return resolve(spec, parsed["train"], parsed["evaluate"])
+    except InvalidTraining as error:
+        raise ValueError(f"{_flag(error.field)}: {error.message}") from None
+
+
+def _bar(fetch: Callable[[], dict[str, Any] | None], done: Callable[[], bool]) -> None:
+    """A rich progress bar on stderr, fed by `fetch()` (phase, step, total_steps, loss,
+    ebn0_db) until `done()`."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task("queued", total=None, detail="")
+        while True:
+            finished = done()
+            state = fetch() or {}
+            phase = state.get("phase") or state.get("status") or "queued"
+            detail = []
+            if state.get("loss") is not None:
+                detail.append(f"loss {state['loss']:.4g}")
+            if phase == "evaluate" and state.get("ebn0_db") is not None:
+                detail.append(f"Eb/N0 {state['ebn0_db']:g} dB")
+            bar.update(
+                task,
+                description=str(phase),
+                total=state.get("total_steps"),
+                completed=state.get("step") or 0,
+                detail="  ".join(detail),
+            )
+            if finished:
+                return
+            time.sleep(0.5)
+
+
+def _summary(
+    spec: Any, train: Any, evaluate: Any, result: dict[str, Any], rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "spec": spec.model_dump(mode="json"),
+        "train": train.model_dump(mode="json"),
+        "evaluate": evaluate.model_dump(mode="json"),
+        "status": result.get("status"),
+        "final_loss": result.get("final_loss"),
+        "steps": result.get("steps"),
+        "resumed_from_step": result.get("resumed_from_step"),
+        "measured_bytes": result.get("measured_bytes"),
+        "estimate_bytes": result.get("estimate_bytes"),
+        "estimate_mode": result.get("estimate_mode"),
+        "error_pct": result.get("error_pct"),
+        "step_time_s": result.get("step_time_s"),
+        "ber": [{key: row.get(key) for key in BER_KEYS} for row in rows],
+        **{
+            key: result[key]
+            for key in ("job_id", "job_status", "workdir", "error")
+            if key in result
+        },
+    }
+
+
+def _train_locally(
+    spec: Any, train: Any, evaluate: Any, workdir: Path | None, show_bar: bool
+) -> dict[str, Any]:
+    from app.services.training import PROGRESS_FILE
+    from app.worker import profile, training
+    from estimator.spec import canonical_json
+
+    directory = workdir or Path(tempfile.mkdtemp(prefix="phymem-train-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "kind": "train",
+        "spec_json": canonical_json(spec),
+        "train": train.model_dump(mode="json"),
+        "evaluate": evaluate.model_dump(mode="json"),
+        "job_dir": str(directory.resolve()),
+    }
+    outcome: dict[str, Any] = {}
+    runner = threading.Thread(target=lambda: outcome.update(training.run_task(payload)))
+    runner.start()
+    if show_bar:
+
+        def fetch() -> dict[str, Any] | None:
+            with contextlib.suppress(OSError, ValueError):
+                state: dict[str, Any] = json.loads((directory / PROGRESS_FILE).read_text())
+                return state
+            return None
+
+        _bar(fetch, lambda: not runner.is_alive())
+    runner.join()
+    result: dict[str, Any] = {"status": outcome.get("status"), "workdir": str(directory)}
+    if outcome.get("status") == "ok":
+        estimate = profile.estimate_dict(spec)
+        result.update(profile.pair(estimate, outcome["measurement"], device_class="cpu"))
+        result.update(
+            status="ok",
+            final_loss=outcome["final_loss"],
+            steps=outcome["steps"],
+            resumed_from_step=outcome["resumed_from_step"],
+        )
+    else:
+        result["error"] = outcome.get("error")
+    result["rows"] = outcome.get("ber") or []
+    return result
+
+
+def _train_on_service(
+    spec: Any,
+    train: Any,
+    evaluate: Any,
+    *,
+    url: str,
+    api_key: str | None,
+    device_class: str,
+    wait: bool,
+    timeout_s: float,
+    show_bar: bool,
+    as_json: bool,
+) -> dict[str, Any] | None:
+    import httpx
+
+    from app.specio import UsageError
+
+    body = {
+        "kind": "train",
+        "spec": spec.model_dump(mode="json"),
+        "device_class": device_class,
+        "train": train.model_dump(mode="json"),
+        "evaluate": evaluate.model_dump(mode="json"),
+    }
+    headers = {"X-API-Key": api_key} if api_key else {}
+    base = url.rstrip("/")
+    try:
+        with httpx.Client(base_url=base, timeout=30.0) as client:
+            response = client.post("/v1/jobs", json=body, headers=headers)
+            if response.status_code != 202:
+                detail = response.text
+                with contextlib.suppress(ValueError):
+                    detail = response.json().get("detail") or detail
+                raise UsageError(f"{base}/v1/jobs: HTTP {response.status_code}: {detail}")
+            job: dict[str, Any] = response.json()
+            location = response.headers.get("location", f"/v1/jobs/{job['id']}")
+            if not wait:
+                if as_json:
+                    typer.echo(json.dumps({"job_id": job["id"], "url": base + location}))
+                else:
+                    typer.echo(f"submitted job {job['id']}: {base}{location}")
+                return None
+            deadline = time.monotonic() + timeout_s
+
+            def poll() -> dict[str, Any]:
+                job.update(client.get(location).raise_for_status().json())
+                return job
+
+            def finished() -> bool:
+                if time.monotonic() > deadline:
+                    raise UsageError(f"job {job['id']} still {job['status']} after {timeout_s}s")
+                return job["status"] in TERMINAL
+
+            if show_bar:
+                _bar(poll, finished)
+            else:
+                while not finished():
+                    time.sleep(0.5)
+                    poll()
+            rows = client.get(f"{location}/ber").raise_for_status().json()["rows"]
+    except httpx.HTTPError as error:
+        raise UsageError(f"{base}: {type(error).__name__}: {error}") from None
+    result = dict(job.get("result") or {})
+    result["status"] = "ok" if job["status"] == "succeeded" else job["status"]
+    if job.get("error"):
+        result["error"] = job["error"]
+    result.update(job_id=job["id"], job_status=job["status"], rows=rows)
+    return result
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from estimator.units import format_gib
+
+    def gib(value: Any) -> str:
+        return "-" if value is None else f"{format_gib(int(value))} GiB ({int(value)} B)"
+
+    spec, train = summary["spec"], summary["train"]
+    typer.echo(
+        f"{spec['family']} k={spec['k']} {spec['nt']}x{spec.get('nr') or spec['nt']} "
+        f"over {train['channel']}, {summary.get('steps')} steps, batch {train['batch']}"
+    )
+    typer.echo(f"status:    {summary['status']}")
+    if summary.get("final_loss") is not None:
+        typer.echo(f"loss:      {summary['final_loss']:.5g}")
+    typer.echo(f"estimate:  {gib(summary.get('estimate_bytes'))} [{summary.get('estimate_mode')}]")
+    typer.echo(f"measured:  {gib(summary.get('measured_bytes'))}")
+    if summary.get("error"):
+        typer.echo(f"reason:    {str(summary['error']).strip().splitlines()[-1][:300]}")
+    if summary["ber"]:
+        typer.echo("detector      Eb/N0         BER   95% interval                  bits  errors")
+        for row in summary["ber"]:
+            typer.echo(
+                f"{row['detector']:<12}{row['ebn0_db']:7.2f}  {row['ber']:10.4e}  "
+                f"[{row['ci_low']:.3e}, {row['ci_high']:.3e}]  {row['bits']:>10}  "
+                f"{row['errors']:>6}"
+            )
+
+
+@spec_flags()
+def train(
+    spec_file: SpecArg = None,
+    *,
+    flags: dict[str, Any],
+    channel: Annotated[
+        str | None, typer.Option(help="awgn | cross | rayleigh (default awgn)")
+    ] = None,
+    cross: Annotated[
+        float | None, typer.Option(help="Off-diagonal gain of cross (default 0.3).")
+    ] = None,
+    train_ebn0: Annotated[
+        str | None,
+        typer.Option(help="Training Eb/N0 in dB, or lo,hi drawn per sample (default 7)."),
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimizer steps (default 2000).")] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Learning rate (default the optimizer's).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Training seed (default 0).")] = None,
+    checkpoint_every: Annotated[
+        int | None, typer.Option(help="Steps between checkpoints (default 100).")
+    ] = None,
+    eval_ebn0: Annotated[
+        str | None, typer.Option(help="Evaluation grid, start:stop:step or a,b,c (default 0:12:1).")
+    ] = None,
+    target_errors: Annotated[
+        int | None, typer.Option(help="Bit errors per point (default 1000).")
+    ] = None,
+    max_bits: Annotated[
+        int | None, typer.Option(help="Bit budget per point (default 1e7).")
+    ] = None,
+    baselines: Annotated[
+        str | None, typer.Option(help="Comma-separated zf,mmse,ml, or 'none' (default zf,mmse,ml).")
+    ] = None,
+    eval_seed: Annotated[int | None, typer.Option(help="Monte Carlo seed (default 0).")] = None,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(help="Local run: checkpoint, model and history here (rerun resumes)."),
+    ] = None,
+    submit: Annotated[
+        bool, typer.Option("--submit", help="Queue it on the service instead.")
+    ] = False,
+    url: Annotated[
+        str, typer.Option(envvar="PHYMEM_URL", help="Service URL (with --submit).")
+    ] = "http://127.0.0.1:8000",
+    api_key: Annotated[
+        str | None, typer.Option(envvar="PHYMEM_API_KEY", help="X-API-Key (with --submit).")
+    ] = None,
+    device_class: Annotated[
+        str, typer.Option(help="Device class to run on (with --submit).")
+    ] = "cpu",
+    wait: Annotated[bool, typer.Option("--wait", help="With --submit: follow the job.")] = False,
+    timeout: Annotated[float, typer.Option(help="Give up waiting after this many s.")] = 86_400,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a family's autoencoder over a MIMO channel; measure its memory; evaluate BER.
+
+    Prints the training parameters, final loss, measured and estimated bytes and the BER
+    rows of the model and the baselines. Exit 0 when it succeeded, 1 when it failed or ran
+    out of memory, 2 on invalid input (one line naming the flag).
+    """
+    from app.specio import UsageError, validation_message
+
+    try:
+        spec, params, evaluation = build_request(
+            spec_file,
+            flags,
+            {
+                "channel": channel,
+                "cross": cross,
+                "train_ebn0_db": None if train_ebn0 is None else _parse_ebn0(train_ebn0),
+                "steps": steps,
+                "lr": lr,
+                "batch": flags.get("batch"),
+                "seed": seed,
+                "checkpoint_every": checkpoint_every,
+            },
+            {
+                "ebn0_db": eval_ebn0,
+                "target_errors": target_errors,
+                "max_bits": max_bits,
+                "baselines": None
+                if baselines is None
+                else [b.strip() for b in baselines.split(",") if b.strip() not in ("", "none")],
+                "seed": eval_seed,
+            },
+        )
+    except (ValueError, UsageError) as error:
+        fail(validation_message(error))
+
+    show_bar = True  # on stderr: stdout stays JSON
+    try:
+        if submit:
+            result = _train_on_service(
+                spec,
+                params,
+                evaluation,
+                url=url,
+                api_key=api_key,
+                device_class=device_class,
+                wait=wait,
+                timeout_s=timeout,
+                show_bar=show_bar,
+                as_json=as_json,
+            )
+            if result is None:
+                return
+        else:
+            result = _train_locally(spec, params, evaluation, workdir, show_bar)
+    except UsageError as error:
+        fail(str(error))
+    summary = _summary(spec, params, evaluation, result, result.pop("rows", []))
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        _print_summary(summary)
+    raise typer.Exit(0 if summary["status"] == "ok" else EXIT_NOT_OK)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(train)

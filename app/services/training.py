@@ -1,0 +1,150 @@
+"""Training jobs: the checks a train request needs beyond its schema, and its stored results.
+
+A train job stores everything it runs with: the spec (its batch is the training batch, so
+the paired memory estimate is of the batch that trains), `params["train"]` and
+`params["evaluate"]` with every default filled in. Its artifacts (checkpoint, `.keras`
+model, loss history) live under `<data_dir>/jobs/<id>/`; its BER curve in `ber_results`.
+No TensorFlow here: the API and the CLI use this module.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from app.api.schemas import EvaluateParams, TrainParams
+from app.db.models import BerResult
+from estimator.spec import FamilySpec, ModelSpec
+
+# What the optimizer names of the spec train with when `train.lr` is not given
+# (profilers/builders.py builds them with these rates).
+DEFAULT_LR = {"adam": 1e-3, "sgd": 1e-2, "momentum": 1e-2}
+MAX_ONE_HOT_BITS = 16  # ae / ae-embedding: 2^(k*nt) messages, one output each
+BER_FIELDS = (
+    "detector",
+    "ebn0_db",
+    "bits",
+    "bit_errors",
+    "ber",
+    "ci_low",
+    "ci_high",
+    "symbols",
+    "symbol_errors",
+    "messages",
+    "message_errors",
+    "tx_energy",
+)
+MODEL_FILE = "model.keras"
+WEIGHTS_FILE = "final.weights.h5"
+HISTORY_FILE = "history.json"
+CHECKPOINT_FILE = "checkpoint.npz"
+PID_FILE = "train.pid"
+PROGRESS_FILE = "progress.json"  # a local run's progress (a job's is on its row)
+
+
+class InvalidTraining(ValueError):
+    """A train request that its schema accepts but that cannot run; names the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def ml_candidates(k: int, nt: int) -> int:
+    return int((2**k) ** nt)
+
+
+def resolve(
+    spec: FamilySpec | ModelSpec, train: TrainParams, evaluate: EvaluateParams
+) -> tuple[FamilySpec, TrainParams, EvaluateParams]:
+    """The spec at the training batch and the parameters with their defaults resolved.
+
+    Raises InvalidTraining naming the field (`spec.n`, `train.lr`, `evaluate.baselines`...).
+    """
+    from profilers.phy.detectors import DEFAULT_MAX_CANDIDATES
+
+    if not isinstance(spec, FamilySpec):
+        raise InvalidTraining(
+            "spec", "train jobs need a family spec (ae, ae-embedding, bae, tanh-bae)"
+        )
+    if spec.n != 1:
+        raise InvalidTraining("spec.n", f"training uses one channel use (N = 1), got {spec.n}")
+    if spec.optimizer == "none":
+        raise InvalidTraining("spec.optimizer", "'none' never updates: use adam, sgd or momentum")
+    if spec.family in ("ae", "ae-embedding") and spec.k * spec.nt > MAX_ONE_HOT_BITS:
+        raise InvalidTraining(
+            "spec.k",
+            f"a one-hot autoencoder with k*nt = {spec.k * spec.nt} bits has "
+            f"2^{spec.k * spec.nt} outputs: train at most {MAX_ONE_HOT_BITS} bits "
+            "(the bit-wise families have no such limit)",
+        )
+    nr = spec.receive_antennas
+    if train.channel != "rayleigh" and nr != spec.nt:
+        raise InvalidTraining(
+            "spec.nr", f"the {train.channel} channel has N_R = N_T = {spec.nt}, got nr = {nr}"
+        )
+    if "zf" in evaluate.baselines and nr < spec.nt:
+        raise InvalidTraining(
+            "evaluate.baselines", f"zf needs nr >= nt, got nr = {nr}, nt = {spec.nt}"
+        )
+    if "ml" in evaluate.baselines and ml_candidates(spec.k, spec.nt) > DEFAULT_MAX_CANDIDATES:
+        raise InvalidTraining(
+            "evaluate.baselines",
+            f"ml searches (2^k)^nt = {ml_candidates(spec.k, spec.nt)} candidates, more than "
+            f"the limit of {DEFAULT_MAX_CANDIDATES}: drop 'ml' or use fewer antennas or bits",
+        )
+    batch = train.batch if train.batch is not None else spec.batch
+    spec = spec.model_copy(update={"batch": batch})
+    lr = train.lr if train.lr is not None else DEFAULT_LR[spec.optimizer]
+    return spec, train.model_copy(update={"batch": batch, "lr": lr}), evaluate
+
+
+# --- Artifacts ----------------------------------------------------------------------------
+
+
+def job_dir(data_dir: Path, job_id: int) -> Path:
+    return Path(data_dir) / "jobs" / str(job_id)
+
+
+def artifact(data_dir: Path, job_id: int, name: str) -> Path | None:
+    path = job_dir(data_dir, job_id) / name
+    return path if path.is_file() else None
+
+
+def read_history(data_dir: Path, job_id: int) -> list[dict[str, Any]] | None:
+    """The loss per step, as the training wrote it (None before there is any)."""
+    path = artifact(data_dir, job_id, HISTORY_FILE)
+    if path is None:
+        return None
+    data = json.loads(path.read_text())
+    return [{"step": int(step), "loss": float(loss)} for step, loss in data["loss"]]
+
+
+# --- BER rows -----------------------------------------------------------------------------
+
+
+def store_ber(session: Session, job_id: int, rows: list[dict[str, Any]]) -> None:
+    """Replace the job's BER rows (inside the caller's transaction)."""
+    session.execute(delete(BerResult).where(BerResult.job_id == job_id))
+    for row in rows:
+        session.add(BerResult(job_id=job_id, **{name: row[name] for name in BER_FIELDS}))
+
+
+def ber_rows(session: Session, job_id: int) -> list[dict[str, Any]]:
+    """The job's BER rows: the model's curve first, then the baselines, by Eb/N0."""
+    found = session.scalars(
+        select(BerResult).where(BerResult.job_id == job_id).order_by(BerResult.id)
+    )
+    rows = []
+    for item in found:
+        row = {name: getattr(item, name) for name in BER_FIELDS}
+        row["ser"] = item.symbol_errors / item.symbols if item.symbols else 0.0
+        row["bler"] = item.message_errors / item.messages if item.messages else 0.0
+        row["errors"] = item.bit_errors
+        rows.append(row)
+    return rows

@@ -1,0 +1,129 @@
+"""Cost limits: framework-mode work past the request's budget is refused at once (422
+naming the reason), a request past its time limit stops between evaluations, and one whose
+client disconnected stops computing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.core.config import Settings
+from app.main import create_app
+
+
+def _model(layers: int) -> dict[str, Any]:
+    return {
+        "input_kind": "one_hot",
+        "input_size": 16,
+        "layers": [{"type": "dense", "units": 32, "activation": "relu"}] * (layers - 1)
+        + [{"type": "dense", "units": 16, "activation": "softmax"}],
+        "loss": "categorical_crossentropy",
+    }
+
+
+def _family_specs(count: int) -> list[dict[str, Any]]:
+    return [
+        {"spec": {"family": "bae", "k": 4, "nt": 2 + i % 60, "batch": 64 + i}} for i in range(count)
+    ]
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Any) -> Settings:
+    return Settings(database_url=db_url, data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_framework_work_past_the_budget_is_refused_at_once(client: Any) -> None:
+    start = time.perf_counter()
+    big = client.post("/v1/estimates", json={**_model(1024), "mode": "framework"})
+    search = client.post(
+        "/v1/max-batch", json={"vram": "80GiB", "spec": _model(256), "mode": "framework"}
+    )
+    elapsed = time.perf_counter() - start
+    assert big.status_code == 200, big.text  # one 1024-layer estimate fits the default budget
+    assert search.status_code == 422, search.text
+    body = search.json()
+    assert body["errors"][0]["field"] == "spec"
+    assert "PHYMEM_FRAMEWORK_BUDGET_UNITS" in body["errors"][0]["message"]
+    # The same search in paper mode is cheap and allowed.
+    paper = client.post(
+        "/v1/max-batch", json={"vram": "80GiB", "spec": _model(256), "mode": "paper"}
+    )
+    assert paper.status_code == 200, paper.text
+    assert elapsed < 30  # the refused search did not run (it would take minutes)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_smaller_budget_refuses_one_large_estimate(db_url: str, tmp_path: Any) -> None:
+    app = create_app(Settings(database_url=db_url, data_dir=tmp_path, framework_budget_units=2**16))
+    with TestClient(app) as client:
+        start = time.perf_counter()
+        refused = client.post("/v1/estimates", json={**_model(512), "mode": "framework"})
+        assert time.perf_counter() - start < 1.0
+        allowed = client.post("/v1/estimates", json={**_model(64), "mode": "framework"})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "layers"
+    assert allowed.status_code == 200
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_time_limit_stops_a_gate_between_specs(db_url: str, tmp_path: Any) -> None:
+    app = create_app(Settings(database_url=db_url, data_dir=tmp_path, request_time_limit_s=0.2))
+    with TestClient(app) as client:
+        start = time.perf_counter()
+        response = client.post(
+            "/v1/gate", json={"vram": "80GiB", "mode": "framework", "specs": _family_specs(1000)}
+        )
+        elapsed = time.perf_counter() - start
+    assert response.status_code == 422, response.text
+    assert "time limit of 0.2 s" in response.json()["detail"]
+    assert elapsed < 3.0
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_work_stops_when_the_client_disconnects(app: Any) -> None:
+    """Drive the ASGI app directly: the client sends its body, then disconnects."""
+    body = json.dumps({"vram": "80GiB", "mode": "framework", "specs": _family_specs(200)}).encode()
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/gate", "raw_path": b"/v1/gate", "query_string": b"",
+        "root_path": "", "headers": [(b"content-type", b"application/json"),
+                                     (b"content-length", str(len(body)).encode())],
+        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+    }  # fmt: skip
+    sent: list[dict[str, Any]] = []
+
+    async def run(disconnect_after_s: float | None) -> float:
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop()
+            if disconnect_after_s is None:
+                await asyncio.sleep(3600)
+            await asyncio.sleep(disconnect_after_s or 0)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        start = time.perf_counter()
+        await app(scope, receive, send)
+        return time.perf_counter() - start
+
+    async def both() -> tuple[float, float]:
+        async with app.router.lifespan_context(app):
+            full = await run(None)
+            status_full = sent[0]["status"]
+            sent.clear()
+            left = await run(0.05)
+            assert status_full == 200, sent
+            return full, left
+
+    full, left = asyncio.run(both())
+    assert sent[0]["status"] == 499
+    assert left < full / 3, (left, full)

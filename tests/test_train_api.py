@@ -1,0 +1,184 @@
+"""POST /v1/jobs with kind 'train': stored parameters, 422s naming the field, result routes.
+
+No worker here (tests/test_train_e2e.py runs one); SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+API_KEY = "s3cret-key"
+KEY = {"X-API-Key": API_KEY}
+TINY = {"family": "tanh-bae", "k": 2, "nt": 2, "ht": 16, "hr": 32, "batch": 64}
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Any:
+    from app.core.config import Settings
+
+    return Settings(database_url=db_url, data_dir=tmp_path, api_key=API_KEY)
+
+
+def _train(client: Any, **fields: Any) -> Any:
+    body = {"kind": "train", "spec": TINY, **fields}
+    return client.post("/v1/jobs", json=body, headers=KEY)
+
+
+def test_train_job_stores_every_parameter_with_its_default(client: Any) -> None:
+    response = _train(client, train={"channel": "cross", "steps": 50, "batch": 32})
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["kind"] == "train" and job["status"] == "queued"
+    assert job["total_steps"] == 50 and job["step"] is None and job["phase"] is None
+    assert job["loss"] is None and job["ebn0_db"] is None
+    train = job["params"]["train"]
+    assert train == {
+        "channel": "cross",
+        "cross": 0.3,
+        "train_ebn0_db": 7.0,
+        "steps": 50,
+        "lr": 0.001,  # the spec's Adam, the paper's rate
+        "batch": 32,
+        "seed": 0,
+        "checkpoint_every": 100,
+    }
+    assert job["params"]["evaluate"] == {
+        "ebn0_db": "0:12:1",
+        "target_errors": 1000,
+        "max_bits": 10_000_000,
+        "baselines": ["zf", "mmse", "ml"],
+        "seed": 0,
+    }
+    # The stored spec carries the training batch, and so does its paired estimate.
+    assert job["spec"]["batch"] == 32
+    estimate = client.get(f"/v1/estimates/{job['params']['estimate_id']}").json()
+    assert estimate["batch"] == 32
+
+
+def test_defaults_follow_the_spec(client: Any) -> None:
+    spec = {**TINY, "optimizer": "sgd"}
+    job = client.post("/v1/jobs", json={"kind": "train", "spec": spec}, headers=KEY).json()
+    assert job["params"]["train"]["lr"] == 0.01 and job["params"]["train"]["batch"] == 64
+    assert job["total_steps"] == 2000
+
+
+def test_a_range_of_training_snr_is_stored(client: Any) -> None:
+    response = _train(client, train={"train_ebn0_db": [2, 9]})
+    assert response.status_code == 202, response.text
+    assert response.json()["params"]["train"]["train_ebn0_db"] == [2.0, 9.0]
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"train": {"steps": 0}}, "train.steps"),
+        ({"train": {"steps": "many"}}, "train.steps"),
+        ({"train": {"lr": -1}}, "train.lr"),
+        ({"train": {"channel": "fading"}}, "train.channel"),
+        ({"train": {"cross": 1.5}}, "train.cross"),
+        ({"train": {"train_ebn0_db": [9, 2]}}, "train.train_ebn0_db"),
+        ({"train": {"train_ebn0_db": 500}}, "train.train_ebn0_db"),
+        ({"train": {"batch": 0}}, "train.batch"),
+        ({"train": {"checkpoint_every": 0}}, "train.checkpoint_every"),
+        ({"train": {"epochs": 3}}, "train.epochs"),
+        ({"evaluate": {"ebn0_db": "12:0:1"}}, "evaluate.ebn0_db"),
+        ({"evaluate": {"ebn0_db": "0:1000:0.01"}}, "evaluate.ebn0_db"),
+        ({"evaluate": {"target_errors": 0}}, "evaluate.target_errors"),
+        ({"evaluate": {"max_bits": 0}}, "evaluate.max_bits"),
+        ({"evaluate": {"baselines": ["zf", "zf"]}}, "evaluate.baselines"),
+        ({"evaluate": {"baselines": ["sic"]}}, "evaluate.baselines.0"),
+        ({"spec": {**TINY, "n": 2}}, "spec.n"),
+        ({"spec": {**TINY, "nr": 3}}, "spec.nr"),
+        ({"spec": {**TINY, "optimizer": "none"}}, "spec.optimizer"),
+        ({"spec": {"family": "ae", "k": 6, "nt": 4}}, "spec.k"),
+        ({"spec": {**TINY, "k": 4, "nt": 8}}, "evaluate.baselines"),
+        (
+            {
+                "spec": {
+                    "input_kind": "bits",
+                    "input_size": 4,
+                    "loss": "mse",
+                    "layers": [{"type": "dense", "units": 4}],
+                }
+            },
+            "spec",
+        ),
+    ],
+)
+def test_invalid_training_parameters_are_422_naming_the_field(
+    client: Any, fields: dict[str, Any], field: str
+) -> None:
+    response = _train(client, **fields)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert field in [error["field"] for error in response.json()["errors"]], response.json()
+    assert client.get("/v1/jobs").json()["items"] == []
+
+
+def test_rayleigh_allows_more_receive_antennas(client: Any) -> None:
+    spec = {**TINY, "nr": 3}
+    body = {"kind": "train", "spec": spec, "train": {"channel": "rayleigh"}}
+    response = client.post("/v1/jobs", json=body, headers=KEY)
+    assert response.status_code == 202, response.text
+
+
+def test_training_fields_on_a_profile_job_are_422(client: Any) -> None:
+    body = {"kind": "profile", "spec": TINY, "train": {"steps": 3}}
+    response = client.post("/v1/jobs", json=body, headers=KEY)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "train"
+
+
+def test_result_routes_before_the_job_ran(client: Any) -> None:
+    job = _train(client, train={"steps": 5}).json()
+    ber = client.get(f"/v1/jobs/{job['id']}/ber")
+    assert ber.status_code == 200 and ber.json() == {"job_id": job["id"], "rows": []}
+    assert client.get(f"/v1/jobs/{job['id']}/history").status_code == 404
+    assert client.get(f"/v1/jobs/{job['id']}/model").status_code == 404
+    assert client.get("/v1/jobs/999999/ber").status_code == 404
+    profile = client.post("/v1/jobs", json={"spec": TINY}, headers=KEY).json()
+    assert client.get(f"/v1/jobs/{profile['id']}/ber").status_code == 404
+
+
+def test_stored_ber_rows_come_back_in_order(client: Any, settings: Any) -> None:
+    from app.db.session import make_engine, make_sessionmaker
+    from app.services.training import store_ber
+
+    job = _train(client, train={"steps": 5}).json()
+    rows = [
+        {
+            "detector": name,
+            "ebn0_db": snr,
+            "bits": 4000,
+            "bit_errors": 10,
+            "ber": 0.0025,
+            "ci_low": 0.0012,
+            "ci_high": 0.0046,
+            "symbols": 2000,
+            "symbol_errors": 9,
+            "messages": 1000,
+            "message_errors": 8,
+            "tx_energy": 1.0,
+        }
+        for name in ("tanh-bae", "zf")
+        for snr in (0.0, 2.0)
+    ]
+    engine = make_engine(settings.sqlalchemy_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            store_ber(session, job["id"], rows)
+            session.commit()
+    finally:
+        engine.dispose()
+    got = client.get(f"/v1/jobs/{job['id']}/ber").json()["rows"]
+    assert [(r["detector"], r["ebn0_db"]) for r in got] == [
+        ("tanh-bae", 0.0),
+        ("tanh-bae", 2.0),
+        ("zf", 0.0),
+        ("zf", 2.0),
+    ]
+    assert got[0]["ser"] == pytest.approx(9 / 2000) and got[0]["bler"] == pytest.approx(0.008)
+    assert got[0]["errors"] == 10
