@@ -38,6 +38,16 @@ def parse_basis(value: str) -> Basis:
     return value
 
 
+def device_calibration(device: str | None, mode: Mode) -> Calibration | None:
+    """The one rule of every fit verdict (the module's docstring): a named device's prior
+    calibration, nothing for a bare memory size."""
+    if device is None:
+        return None
+    from estimator.calibration import prior
+
+    return prior(device.strip().lower(), mode)
+
+
 def basis_bytes(plan: Plan, batch: int, basis: Basis) -> int:
     """What a fit is judged on: the bound over execution orders, or the expected peak."""
     return plan.upper_bytes(batch) if basis == "upper" else plan.total_bytes(batch)

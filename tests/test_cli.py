@@ -11,6 +11,7 @@ from estimator.engine import estimate
 from estimator.spec import FamilySpec
 
 PHYMEM = [sys.executable, "-m", "app.cli"]
+PAPER = ("--mode", "paper", "--json")
 
 
 def run(*args, check_rc=None):
@@ -98,10 +99,13 @@ def test_gate_exit_codes(specs):
     ae, bae = specs
     failing = run("gate", str(ae), str(bae), "--device", "a100-80gb", "--mode", "paper")
     assert failing.returncode == 1
-    assert "FAIL" in failing.stdout and "800.9" in failing.stdout
+    # 800.9 GiB by the paper's equations, plus the A100's prior calibration (0.7 GB)
+    assert "FAIL" in failing.stdout and "801.5 GiB" in failing.stdout
     assert run("gate", str(bae), "--vram", "80GiB").returncode == 0
-    framework = run("gate", str(ae), str(bae), "--device", "a100-80gb")  # the default mode
-    assert framework.returncode == 1 and "1072 GiB" in framework.stdout
+    framework = run(  # the default mode; the expected peak instead of the upper bound
+        "gate", str(ae), str(bae), "--device", "a100-80gb", "--basis", "expected"
+    )
+    assert framework.returncode == 1 and "1072 GiB (expected peak)" in framework.stdout
 
 
 def test_gate_junit_lists_each_spec(specs):
@@ -168,10 +172,10 @@ def test_max_batch_and_inverse_questions():
     )
     assert data["max_batch"] > 2048
     nt = json.loads(
-        run("max-nt", "--family", "ae", "--k", "2", "--vram", "80GiB", "--json", check_rc=0).stdout
+        run("max-nt", "--family", "ae", "--k", "2", "--vram", "80GiB", *PAPER, check_rc=0).stdout
     )["max_nt"]
     k = json.loads(
-        run("max-k", "--family", "ae", "--nt", "4", "--vram", "80GiB", "--json", check_rc=0).stdout
+        run("max-k", "--family", "ae", "--nt", "4", "--vram", "80GiB", *PAPER, check_rc=0).stdout
     )["max_k"]
     vram = 80 * 2**30
 

@@ -11,10 +11,10 @@ from app.core.limits import charge, check_budget, framework_units
 from app.db.models import Device
 from app.db.session import release
 from app.services.estimates import AnySpec, charge_framework, engine_call, layer_count, totals
-from estimator.calibration import Calibration, prior
+from estimator.calibration import Calibration
 from estimator.engine import ENGINE_VERSION, Mode, cached_plan
 from estimator.errors import InvalidInput as invalid
-from estimator.gate import Basis, check, required_bytes
+from estimator.gate import Basis, check, device_calibration, required_bytes
 from estimator.search import MAX_EXPECTED_SCAN, max_batch
 from estimator.spec import MAX_MESSAGE_BITS, FamilySpec
 from estimator.sweep import Grid, sweep
@@ -118,7 +118,7 @@ def resolve_memory(
 
 def verdict_calibration(device: str | None, mode: Mode) -> Calibration | None:
     """The one rule of every fit verdict (estimator.gate): a named device's prior only."""
-    return None if device is None else prior(device, mode)
+    return device_calibration(device, mode)
 
 
 def gate(
