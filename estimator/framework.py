@@ -31,13 +31,14 @@ follow one order: they predict one of those values, not which one a process land
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cache
 from typing import TYPE_CHECKING
 
 from estimator.bfc import BFC_ALIGNMENT, Bfc, Chunk, largest_chunk
 from estimator.costs import Allocation, CostRow, align_up
 from estimator.rewrites import CPU_DEVICE_MEMORY_LIMIT, rewritten_batch_norm
-from estimator.steps import StepGenerator, StepPlan, Trace
+from estimator.steps import MATMULS, StepGenerator, StepPlan, Trace
 
 if TYPE_CHECKING:
     from estimator.layers import ResolvedLayer
@@ -47,43 +48,84 @@ BASIS = "tensorflow-2.21-cpu-bfc"  # the allocator and runtime the sequence was 
 RESIDENT_BYTES = 0  # nothing outside the allocator is counted by get_memory_info
 
 
+# CPU features with which TF's oneDNN build runs float16 MatMuls itself (mkl_util.h,
+# IsDataTypeSupportedByOneDNNOnThisCPU(DT_HALF)); without them TF's Eigen kernel converts
+ONEDNN_FLOAT16_FLAGS = ("avx512_fp16", "amx_fp16")
+
+
+@cache
+def float16_matmul_in_float32(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this host's TF computes a float16 MatMul through float32 copies (Eigen),
+    rather than in oneDNN on float16 (CPUs with AVX512-FP16 or AMX-FP16). Read from the
+    CPU's flags, since which kernel runs decides what is allocated; where the flags cannot
+    be read, the traced Eigen path."""
+    try:
+        with open(cpuinfo) as handle:
+            flags = next((line for line in handle if line.startswith("flags")), "").split()
+    except OSError:
+        return True
+    return not any(flag in flags for flag in ONEDNN_FLOAT16_FLAGS)
+
+
 @dataclass
 class Peak:
     bytes: int
     live: list[tuple[int, int]]  # (tensor, chunk bytes)
     trigger: int  # the tensor whose allocation reached the peak
-    upper: int  # a bound on the bytes in use under any order of a measured step
+    any_layout: int  # the most the step's live tensors could hold, whatever chunks they got
 
 
 def simulate(trace: Trace) -> Peak:
-    """Run the trace through the allocator; the live chunks at the measured peak.
+    """Run the trace through the allocator: the live chunks at the measured peak, and a
+    bound on the bytes in use that holds under every allocator layout.
 
-    The bound: BFC's bytes in use are the sizes of the chunks in use, each at most
-    `largest_chunk` of its request whatever the allocator's layout. During a measured step
-    the tensors in use are some of those alive when the step starts and some of those the
-    step allocates, in whatever order the executor runs the step's nodes; their largest
-    chunks summed bound the bytes in use under every order (loose: it assumes every tensor
-    of the step alive at once).
+    The layout a process's step tensors land in varies: the runtime's small tensors,
+    which the model does not follow, nick big free chunks, and BFC hands a request a
+    whole chunk when it is less than twice the request (profilers/allocator.py lists
+    fresh processes of one config up to 29% apart). The bound counts the tensors the
+    build made (weights, slots, handles, batch, the graph's constants: allocated in a
+    fixed order before the first step, their chunks as simulated) at their chunks, and
+    every tensor a step allocates at `largest_chunk`, the most BFC can hand it in any
+    layout; its largest sum over the measured steps' events bounds `bytes`.
     """
     bfc = Bfc()
     chunks: dict[int, Chunk] = {}
+    held: dict[int, int] = {}  # tensor -> the bytes the bound counts for it
     peak, at, live = -1, -1, []
-    upper, step_bound = 0, 0
-    starts = set(trace.step_starts)
+    any_layout, counted = 0, 0
     for n, event in enumerate(trace.events):
-        if n in starts:
-            step_bound = sum(largest_chunk(trace.tensors[t].size) for t in chunks)
         if event >= 0:
+            chunk = chunks[event] = bfc.allocate(trace.tensors[event].size)
+            held[event] = (
+                chunk.size if n < trace.steps_from else largest_chunk(trace.tensors[event].size)
+            )
+            counted += held[event]
             if n >= trace.measured_from:
-                step_bound += largest_chunk(trace.tensors[event].size)
-                upper = max(upper, step_bound)
-            chunks[event] = bfc.allocate(trace.tensors[event].size)
-            if n >= trace.measured_from and bfc.in_use > peak:
-                peak, at = bfc.in_use, n
-                live = [(tensor, chunk.size) for tensor, chunk in chunks.items()]
+                any_layout = max(any_layout, counted)
+                if bfc.in_use > peak:
+                    peak, at = bfc.in_use, n
+                    live = [(tensor, chunk.size) for tensor, chunk in chunks.items()]
         elif ~event in chunks:
+            counted -= held.pop(~event)
             bfc.release(chunks.pop(~event))
-    return Peak(peak, live, trace.events[at], upper)
+    return Peak(peak, live, trace.events[at], any_layout)
+
+
+def upper_bound(plan: StepPlan, modelled: Peak) -> int:
+    """Bytes in use no execution order the model represents exceeds, in any layout.
+
+    Within a step, a Dense's input and kernel gradients read only the incoming gradient,
+    so the executor may run either first (StepPlan.kernel_first): the single-threaded
+    executor most processes measured takes the input gradient first, the default
+    executor the kernel gradient (and copies the kernel its update overwrites). The bound
+    is the larger `Peak.any_layout` of the modelled order and of every Dense flipped. Not
+    covered: orders the generator cannot express (for example every kernel gradient
+    deferred to the end of the backward pass, seen in some mixed-precision traces) and the
+    runtime's unmodelled small tensors' own bytes (a few KiB).
+    """
+    matmuls = frozenset(i for i, layer in enumerate(plan.layers) if layer.type in MATMULS)
+    flipped = simulate(StepGenerator(replace(plan, flipped=matmuls)).run())
+    return max(modelled.any_layout, flipped.any_layout, modelled.bytes)
 
 
 class FrameworkCostModel:
@@ -95,8 +137,15 @@ class FrameworkCostModel:
     decoder_blocks: int | None = None  # families expand with Table 1's 3 blocks
     batch_invariant = False  # the peak moment moves with the batch
 
-    def __init__(self, device_memory_limit: int = CPU_DEVICE_MEMORY_LIMIT) -> None:
+    def __init__(
+        self,
+        device_memory_limit: int = CPU_DEVICE_MEMORY_LIMIT,
+        float16_via_float32: bool | None = None,  # None: as this host's CPU runs it
+    ) -> None:
         self.device_memory_limit = device_memory_limit
+        if float16_via_float32 is None:
+            float16_via_float32 = float16_matmul_in_float32()
+        self.float16_via_float32 = float16_via_float32
 
     def rows(self, model: ModelSpec, layers: list[ResolvedLayer]) -> list[CostRow]:
         return self.bounded_rows(model, layers)[0]
@@ -104,11 +153,12 @@ class FrameworkCostModel:
     def bounded_rows(
         self, model: ModelSpec, layers: list[ResolvedLayer]
     ) -> tuple[list[CostRow], int]:
-        """The rows alive at the simulated peak, and the bound of `simulate`."""
+        """The rows alive at the simulated peak, and `upper_bound`."""
         rewritten = rewritten_batch_norm(model, layers, self.device_memory_limit)
-        plan = StepPlan(model, layers, rewritten)
+        plan = StepPlan(model, layers, rewritten, float16_via_float32=self.float16_via_float32)
         trace = StepGenerator(plan).run()
         peak = simulate(trace)
+        upper = upper_bound(plan, peak)
         per_row: list[list[Allocation]] = [[] for _ in range(len(layers) + 1)]
         batch = model.batch
         for tensor_id, chunk in peak.live:
@@ -150,7 +200,7 @@ class FrameworkCostModel:
                     note="; ".join(notes),
                 )
             )
-        return rows, peak.upper + RESIDENT_BYTES
+        return rows, upper + RESIDENT_BYTES
 
     def resident_bytes(self) -> int:
         return RESIDENT_BYTES

@@ -57,6 +57,7 @@ class Trace:
 
     tensors: list[Tensor] = field(default_factory=list)
     events: list[int] = field(default_factory=list)  # t: allocate tensor t, ~t: free it
+    steps_from: int = 0  # index of the first event of the first (warm-up) step
     measured_from: int = 0  # index of the first event of the measured steps
     step_starts: list[int] = field(default_factory=list)  # first event of each measured step
 
@@ -93,6 +94,12 @@ class StepPlan:
     model: ModelSpec
     layers: list[ResolvedLayer]
     rewritten: int | None  # batch norm whose input-gradient AddN grappler rewrites
+    # matmul layers whose backward runs opposite to the executor's usual order (see
+    # matmul_backward): an order the executor may also pick, for the upper bound
+    flipped: frozenset[int] = frozenset()
+    # whether a float16 MatMul is computed through float32 copies (the CPU kernel path:
+    # see estimator.framework.float16_matmul_in_float32)
+    float16_via_float32: bool = True
 
     @property
     def mixed(self) -> bool:
@@ -109,6 +116,10 @@ class StepPlan:
         rewrite; profilers.allocator then runs the default executor, whose order differs."""
         return self.rewritten is not None
 
+    def kernel_first(self, i: int) -> bool:
+        """Whether layer i's kernel gradient and update run before its input gradient."""
+        return self.default_executor != (i in self.flipped)
+
     def out_bytes(self, i: int) -> int:
         final = i == len(self.layers) - 1
         dtype = FLOAT32 if final else self.compute  # mixed: final activation in float32
@@ -123,7 +134,7 @@ class StepPlan:
     def fused_softmax_loss(self) -> bool:
         last = self.layers[-1].spec
         return (
-            self.model.loss == "categorical_crossentropy"
+            self.model.loss in ("categorical_crossentropy", "sparse_categorical_crossentropy")
             and getattr(last, "activation", "linear") == "softmax"
         )
 
@@ -178,6 +189,7 @@ class StepGenerator:
         width = labels or p.layers[-1].out_features
         t.alloc(batch * width * FLOAT32, 0, "ephemeral", True)  # y
         self.graph_constants()
+        t.steps_from = len(t.events)
         for _ in range(WARM_UP_STEPS):
             self.step()
         t.measured_from = len(t.events)
@@ -329,7 +341,10 @@ class StepGenerator:
         fused SoftmaxCrossEntropyWithLogits (grappler prunes the unused softmax), which
         makes only batch-sized tensors and writes the logits' gradient into a forwarded
         buffer: no prediction-sized allocation, and the logits stay to the end of the
-        step (traced: ae k=2 B=2048, ae k=6 B=256)."""
+        step (traced: ae k=2 B=2048, ae k=6 B=256). Sparse categorical cross-entropy on a
+        softmax runs the same way, as SparseSoftmaxCrossEntropyWithLogits (Keras hands it
+        the logits too): an embedding, tanh 256, softmax 1000 classes SGD model at B=4000
+        measured 28.3M, 38.3M modelled with the unfused loss, 28.5M fused."""
         t, p = self.t, self.p
         row = len(p.layers)  # the loss row, after the last layer
         if p.fused_softmax_loss:
@@ -377,20 +392,23 @@ class StepGenerator:
     def matmul_backward(self, i: int, gradient: int | None) -> int | None:
         """A Dense (or Embedding): input gradient, kernel gradient, its update, the bias.
 
-        The single-threaded executor runs the input gradient first, then the first
-        tensors of a normalisation's backward below (its order), then the kernel gradient,
-        freeing the layer's input and the incoming gradient and updating the kernel at
-        once. The default executor (grappler's rewrite) runs the kernel gradient and its
-        update first: the input gradient still reads the kernel, so the update copies it
-        (in float32; a mixed step reads the kernel's float16 cast instead).
+        Both gradients read only the incoming gradient (and the layer's input or kernel),
+        so the executor may run either first. The single-threaded executor's order (the
+        one most processes measured) is the input gradient first, then the first tensors
+        of a normalisation's backward below, then the kernel gradient, freeing the layer's
+        input and the incoming gradient and updating the kernel at once. The default
+        executor (grappler's rewrite) runs the kernel gradient and its update first: the
+        input gradient still reads the kernel, so the update copies it (in float32; a
+        mixed step reads the kernel's float16 cast instead), and the incoming gradient is
+        freed after the input gradient.
         """
         t, p = self.t, self.p
         layer, row = p.layers[i], i + 1
-        default = p.default_executor
+        kernel_first = p.kernel_first(i)
         batch = p.model.batch
         size = self.weights[i][0][0] // FLOAT32
         dx = None
-        if not default:
+        if not kernel_first:
             dx = self.input_gradient(i)
             below = i - 1
             if below >= 0 and p.layers[below].type in NORMALISATIONS:
@@ -400,20 +418,21 @@ class StepGenerator:
             width_in, width_out = batch * layer.in_features, batch * layer.out_features
             self.matmul16(row, (width_in, width_out, size), (True, True, False))
         self.release_input(i)
-        if not default:
+        if not kernel_first:
             t.free(gradient)
             gradient = None
         kernel_gradient = product
         if p.mixed:  # the float16 kernel gradient is cast to float32 for the update
             kernel_gradient = t.alloc(size * FLOAT32, row, "gradients")
             t.free(product)
-        old = self.update(i, 0, kernel_gradient, copy_variable=default and i > 0 and not p.mixed)
+        copy = kernel_first and i > 0 and not p.mixed
+        old = self.update(i, 0, kernel_gradient, copy_variable=copy)
         for n in range(1, len(self.weights[i])):
             self.update(i, n, t.alloc(self.weights[i][n][0], row, "gradients"))
-        if default:
+        if kernel_first:
             dx = self.input_gradient(i)
         t.free(old)
-        if default:
+        if kernel_first:
             self.release_gradient(gradient)
         return dx
 
@@ -504,8 +523,14 @@ class StepGenerator:
     # -- kernels and updates ---------------------------------------------------------
 
     def matmul16(self, row: int, sizes: tuple[int, int, int], per_sample: tuple[bool, ...]) -> None:
-        """A float16 MatMul on the CPU runs in float32: both operands and the result are
-        converted (three float32 temporaries, freed once the float16 result exists)."""
+        """A float16 MatMul on TF's Eigen CPU kernel runs in float32: both operands and the
+        result are converted (three float32 temporaries, freed once the float16 result
+        exists; traced on the benchmark grid's CPU). Where oneDNN takes float16 itself it
+        allocates none of them (trace: bae k=2 nt=2 H_T=32 H_R=64 B=4999 sgd mixed on a CPU
+        with AVX512-FP16: no float32 tensor between a Dense's float16 output and the next
+        layer's, the MatMuls' outputs float16)."""
+        if not self.p.float16_via_float32:
+            return
         held = [
             self.t.alloc(size * FLOAT32, row, "ephemeral", flag)
             for size, flag in zip(sizes, per_sample, strict=True)

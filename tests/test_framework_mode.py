@@ -121,16 +121,14 @@ def test_step_graph_constants_and_the_fused_softmax_loss() -> None:
 
 
 # Fresh processes land on one of a few BFC layouts (the executor orders a graph's
-# independent nodes by Edge pointer, so per process: profilers/allocator.py; 3 warm-up
-# steps make the steps of one process agree, not the processes), so a config is measured 3
-# times: the estimate must be within `nearest` of one run (it predicts one of the layouts
-# the allocator ends up in) and within `median` of the median run. Observed on the 2-core
-# CPU VM (5 runs each, eager optimizer build, batch always copied into the allocator),
-# error against each run: bae k3/nt3 +0.3, -0.1, +0.3, -0.0, +0.1%; tanh-bae momentum
-# -0.4, -0.3, -0.6, -0.2, -0.6%; ae sgd +6.1, +0.2, +0.2, +6.5, +0.1% (two layouts, 29.0M
-# and 30.7M, hence its wider `nearest`); the generic model -0.1, +4.0, -7.3, +8.4, -0.1%
-# (49.4M-57.8M; before the measurement fixes it spread over 44.2M-62.0M). What the mode
-# achieves on the grid is in benchmarks/accuracy.md.
+# independent nodes by Edge pointer, and the runtime's small tensors nick big free chunks;
+# 3 warm-up steps make the steps of one process agree, not the processes). What the mode
+# claims, and each test checks: `upper_bytes` is at or above every process's peak; where
+# the processes of a config agree (a single layout: observed on the 2-core CPU VM, 5 runs
+# each, bae k3/nt3 +0.3, -0.1, +0.3, -0.0, +0.1%; tanh-bae momentum -0.4, -0.3, -0.6, -0.2,
+# -0.6%), the estimate is within 2% of the median run. Where they spread over layouts (ae
+# sgd: 29.0M and 30.7M; the generic model: 49.4M to 57.8M) the estimate predicts one of
+# them, which 3 runs need not contain, so only the bound is checked there.
 GENERIC = ModelSpec.model_validate(
     {
         "input_kind": "real",
@@ -145,25 +143,23 @@ GENERIC = ModelSpec.model_validate(
         ],
     }
 )
-OUTSIDE_GRID: list[tuple[FamilySpec | ModelSpec, float, float]] = [  # spec, nearest, median
-    (FamilySpec(family="bae", k=3, nt=3, ht=128, hr=1024, batch=1024), 0.05, 0.10),
+SINGLE_LAYOUT = 0.02  # the accuracy target, against the median of the runs
+OUTSIDE_GRID: list[tuple[FamilySpec | ModelSpec, float | None]] = [  # spec, median tolerance
+    (FamilySpec(family="bae", k=3, nt=3, ht=128, hr=1024, batch=1024), SINGLE_LAYOUT),
     (
         FamilySpec(family="tanh-bae", k=2, nt=2, ht=64, hr=768, batch=2048, optimizer="momentum"),
-        0.05,
-        0.10,
+        SINGLE_LAYOUT,
     ),
-    (FamilySpec(family="ae", k=3, nt=2, ht=128, hr=1024, batch=512, optimizer="sgd"), 0.08, 0.10),
-    # Its fresh-process peaks spread by 17% (49.4M to 57.8M): the median bound must cover
-    # two low runs out of three (the estimate is +8.4% of the lowest) to not be flaky.
-    (GENERIC, 0.10, 0.15),
+    (FamilySpec(family="ae", k=3, nt=2, ht=128, hr=1024, batch=512, optimizer="sgd"), None),
+    (GENERIC, None),
 ]
 RUNS = 3
 
 
 @pytest.mark.tensorflow
-@pytest.mark.parametrize(("spec", "nearest", "median"), OUTSIDE_GRID, ids=lambda v: str(v)[:50])
+@pytest.mark.parametrize(("spec", "median"), OUTSIDE_GRID, ids=lambda v: str(v)[:50])
 def test_framework_estimate_matches_measurement(
-    spec: FamilySpec | ModelSpec, nearest: float, median: float
+    spec: FamilySpec | ModelSpec, median: float | None
 ) -> None:
     pytest.importorskip("tensorflow")
     from profilers.allocator import measure_in_subprocess
@@ -173,11 +169,56 @@ def test_framework_estimate_matches_measurement(
         m = measure_in_subprocess(spec, steps=2, timeout_s=120)
         assert m.status == "ok" and m.peak_bytes, m.error
         peaks.append(m.peak_bytes)
+    result = estimate(spec, "framework")
+    assert max(peaks) <= result.upper_bytes, (result.upper_bytes, peaks)
+    if median is not None:
+        measured = statistics.median_low(peaks)
+        assert abs(result.total_bytes - measured) / measured <= median, (result.total_bytes, peaks)
+
+
+# Peaks TensorFlow measured, each with the command that produced it: every one must be at
+# or below upper_bytes (coverage), and traced single-layout ones within 1% of the estimate.
+# From benchmarks/accuracy.md (15 fresh processes each, `python -m benchmarks.accuracy
+# --runs 15 --steps 2`): the highest run of the configs that spread the most.
+GRID_HIGHEST_RUNS: list[tuple[FamilySpec, int]] = [
+    (FamilySpec(family="bae", k=2, nt=2, batch=256), 182_674_944),
+    (FamilySpec(family="tanh-bae", k=2, nt=2, batch=256), 182_634_752),
+    (FamilySpec(family="bae", k=2, nt=2, batch=256, precision="mixed"), 188_734_720),
+    (FamilySpec(family="bae", k=4, nt=4, batch=2048), 342_865_408),
+    (FamilySpec(family="ae", k=4, nt=2, batch=256), 191_775_488),
+]
+# `python -m profilers.trace record SPEC.json OUT.json` (one process each, 2 measured
+# steps): SGD's and momentum's lr * g forward the gradient's buffer (see estimator.steps).
+TRACED_PEAKS: list[tuple[FamilySpec, int]] = [
+    (FamilySpec(family="bae", k=2, nt=2, batch=1, optimizer="none"), 50_938_624),
+    (FamilySpec(family="bae", k=2, nt=2, batch=1, optimizer="momentum"), 118_615_296),
+]
+# From issue 8 (`phymem profile ... --json`, fresh processes): estimates were 40.6% and
+# 32.9% above these before SGD's update stopped allocating a temporary.
+ISSUE_PEAKS: list[tuple[FamilySpec, int]] = [
+    (FamilySpec(family="ae", k=4, nt=3, batch=300, optimizer="sgd"), 167_275_520),
+    (FamilySpec(family="ae", k=4, nt=3, batch=300, optimizer="sgd"), 122_587_392),
+    (FamilySpec(family="bae", k=2, nt=2, batch=3, optimizer="sgd"), 51_106_816),
+]
+
+
+@pytest.mark.parametrize(
+    ("spec", "peak"), GRID_HIGHEST_RUNS + TRACED_PEAKS + ISSUE_PEAKS, ids=lambda v: str(v)[:60]
+)
+def test_upper_bytes_covers_measured_peaks(spec: FamilySpec, peak: int) -> None:
+    result = estimate(spec, "framework")
+    assert result.total_bytes <= result.upper_bytes
+    assert peak <= result.upper_bytes, (peak, result.upper_bytes)
+
+
+@pytest.mark.parametrize(
+    ("spec", "peak"), TRACED_PEAKS + ISSUE_PEAKS[2:], ids=lambda v: str(v)[:60]
+)
+def test_sgd_and_momentum_updates_allocate_no_temporary(spec: FamilySpec, peak: int) -> None:
+    """With an `lr * g` temporary the kernel gradient of a 2048 x 2048 Dense would be
+    joined by a second 16 MiB tensor at the peak (+33%, what the mode estimated before)."""
     predicted = estimate(spec, "framework").total_bytes
-    errors = [abs(predicted - peak) / peak for peak in peaks]
-    assert min(errors) <= nearest, (predicted, peaks)
-    measured = statistics.median_low(peaks)
-    assert abs(predicted - measured) / measured <= median, (predicted, peaks)
+    assert abs(predicted - peak) / peak <= 0.01, (predicted, peak)
 
 
 def test_largest_chunk_is_what_bfc_can_hand_out() -> None:
