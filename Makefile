@@ -28,7 +28,7 @@ lint: $(BIN)/.installed-dev
 	$(BIN)/ruff format --check .
 
 typecheck: $(BIN)/.installed-dev
-	$(BIN)/mypy estimator
+	$(BIN)/mypy app profilers estimator migrations
 
 pytest: $(BIN)/.installed-dev
 	$(BIN)/python -m pytest -q -ra

@@ -252,56 +252,44 @@ def _solve(
     run_command(body)
 
 
-@app.command("max-batch")
-@spec_flags(tuple(name for name in ALL_SPEC_FLAGS if name != "batch"))
-def max_batch(
-    spec_file: SpecArg = None,
-    *,
-    flags: dict[str, Any],
-    vram: VramOpt = None,
-    device: DeviceOpt = None,
-    mode: ModeOpt = DEFAULT_MODE,
-    basis: BasisOpt = "upper",
-    as_json: JsonOpt = False,
-) -> None:
-    """The largest B such that every batch 1..B fits a memory size or a device."""
-    _solve("batch", spec_file, flags, vram, device, mode, as_json, basis)
+def _search_command(kind: str, summary: str, names: tuple[str, ...], **fixed: Any) -> None:
+    """Register `max-<kind>`: the largest `kind` that fits, given the spec flags `names`."""
+
+    @spec_flags(names, fixed=fixed)
+    def command(
+        spec_file: SpecArg = None,
+        *,
+        flags: dict[str, Any],
+        vram: VramOpt = None,
+        device: DeviceOpt = None,
+        mode: ModeOpt = DEFAULT_MODE,
+        basis: BasisOpt = "upper",
+        as_json: JsonOpt = False,
+    ) -> None:
+        _solve(kind, spec_file, flags, vram, device, mode, as_json, basis)
+
+    app.command(f"max-{kind}", help=summary)(command)
 
 
 # The family flags the N_T and k searches take; each search starts its own value at 1.
 _SEARCH_FLAGS = ("family", "k", "nt", "batch", "precision", "optimizer")
-
-
-@app.command("max-nt")
-@spec_flags(tuple(name for name in _SEARCH_FLAGS if name != "nt"), fixed={"nt": 1})
-def max_nt(
-    spec_file: SpecArg = None,
-    *,
-    flags: dict[str, Any],
-    vram: VramOpt = None,
-    device: DeviceOpt = None,
-    mode: ModeOpt = DEFAULT_MODE,
-    basis: BasisOpt = "upper",
-    as_json: JsonOpt = False,
-) -> None:
-    """The largest number of transmit antennas N_T (N_R = N_T) that fits."""
-    _solve("nt", spec_file, flags, vram, device, mode, as_json, basis)
-
-
-@app.command("max-k")
-@spec_flags(tuple(name for name in _SEARCH_FLAGS if name != "k"), fixed={"k": 1})
-def max_k(
-    spec_file: SpecArg = None,
-    *,
-    flags: dict[str, Any],
-    vram: VramOpt = None,
-    device: DeviceOpt = None,
-    mode: ModeOpt = DEFAULT_MODE,
-    basis: BasisOpt = "upper",
-    as_json: JsonOpt = False,
-) -> None:
-    """The largest bits per antenna k that fits."""
-    _solve("k", spec_file, flags, vram, device, mode, as_json, basis)
+_search_command(
+    "batch",
+    "The largest B such that every batch 1..B fits a memory size or a device.",
+    tuple(name for name in ALL_SPEC_FLAGS if name != "batch"),
+)
+_search_command(
+    "nt",
+    "The largest N_T (N_R = N_T) such that every N_T from 1 up fits.",
+    tuple(name for name in _SEARCH_FLAGS if name != "nt"),
+    nt=1,
+)
+_search_command(
+    "k",
+    "The largest bits per antenna k such that every k from 1 up fits.",
+    tuple(name for name in _SEARCH_FLAGS if name != "k"),
+    k=1,
+)
 
 
 @app.command()

@@ -7,6 +7,8 @@ one-line error naming its flag, and exit status 2.
 
 import json
 import math
+import os
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -95,6 +97,10 @@ def ber_command(
     Monte Carlo per point until --target-errors bit errors or --max-bits bits, with a 95%
     Clopper-Pearson interval; the sweep stops after the first point with no error.
     """
+    if "numpy" not in sys.modules:
+        # The products here are small (inner dimension 2 N_R); OpenBLAS's threads only spin
+        # on them: single-threaded was 1.5-11x faster on a busy machine (benchmarks/RESULTS.md).
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         rows, header = _run_ber(
             detector,

@@ -24,7 +24,6 @@ from app.cli_errors import fail
 from app.cli_options import JsonOpt, SpecArg, spec_flags
 
 EXIT_NOT_OK = 1
-TERMINAL = ("succeeded", "failed", "oom", "cancelled")
 # Where a request field is set on the command line.
 FLAG_OF = {
     "train.channel": "--channel",
@@ -212,9 +211,7 @@ def _train_on_service(
     show_bar: bool,
     as_json: bool,
 ) -> dict[str, Any] | None:
-    import httpx
-
-    from app.specio import UsageError
+    from app.cli_jobs import finished, service
 
     body = {
         "kind": "train",
@@ -223,44 +220,26 @@ def _train_on_service(
         "train": train.model_dump(mode="json"),
         "evaluate": evaluate.model_dump(mode="json"),
     }
-    headers = {"X-API-Key": api_key} if api_key else {}
-    base = url.rstrip("/")
-    try:
-        with httpx.Client(base_url=base, timeout=30.0) as client:
-            response = client.post("/v1/jobs", json=body, headers=headers)
-            if response.status_code != 202:
-                detail = response.text
-                with contextlib.suppress(ValueError):
-                    detail = response.json().get("detail") or detail
-                raise UsageError(f"{base}/v1/jobs: HTTP {response.status_code}: {detail}")
-            job: dict[str, Any] = response.json()
-            location = response.headers.get("location", f"/v1/jobs/{job['id']}")
-            if not wait:
-                if as_json:
-                    typer.echo(json.dumps({"job_id": job["id"], "url": base + location}))
-                else:
-                    typer.echo(f"submitted job {job['id']}: {base}{location}")
-                return None
-            deadline = time.monotonic() + timeout_s
+    with service(url, api_key) as jobs:
+        started = jobs.start(body, wait=wait, as_json=as_json, timeout_s=timeout_s)
+        if started is None:
+            return None
+        job, location, deadline = started
 
-            def poll() -> dict[str, Any]:
-                job.update(client.get(location).raise_for_status().json())
-                return job
+        def poll() -> dict[str, Any]:
+            job.update(jobs.get(location))
+            return job
 
-            def finished() -> bool:
-                if time.monotonic() > deadline:
-                    raise UsageError(f"job {job['id']} still {job['status']} after {timeout_s}s")
-                return job["status"] in TERMINAL
+        def done() -> bool:
+            return finished(job, deadline, timeout_s)
 
-            if show_bar:
-                _bar(poll, finished)
-            else:
-                while not finished():
-                    time.sleep(0.5)
-                    poll()
-            rows = client.get(f"{location}/ber").raise_for_status().json()["rows"]
-    except httpx.HTTPError as error:
-        raise UsageError(f"{base}: {type(error).__name__}: {error}") from None
+        if show_bar:
+            _bar(poll, done)
+        else:
+            while not done():
+                time.sleep(0.5)
+                poll()
+        rows = jobs.get(f"{location}/ber")["rows"]
     result = dict(job.get("result") or {})
     result["status"] = "ok" if job["status"] == "succeeded" else job["status"]
     if job.get("error"):

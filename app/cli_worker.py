@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from estimator.spec import FamilySpec, ModelSpec
 
 EXIT_NOT_OK = 1  # the measurement ran out of memory or failed
-TERMINAL = ("succeeded", "failed", "oom", "cancelled")
 
 
 def spawn_worker(args: list[str] | None = None) -> subprocess.Popen[bytes]:
@@ -135,9 +134,7 @@ def _submit(
     timeout_s: float,
     as_json: bool,
 ) -> dict[str, Any] | None:
-    import httpx
-
-    from app.specio import UsageError
+    from app.cli_jobs import finished, service
 
     body: dict[str, Any] = {
         "kind": "profile",
@@ -149,32 +146,14 @@ def _submit(
         body["mode"] = mode
     if memory_limit is not None:
         body["memory_limit_bytes"] = memory_limit
-    headers = {"X-API-Key": api_key} if api_key else {}
-    base = url.rstrip("/")
-    try:
-        with httpx.Client(base_url=base, timeout=30.0) as client:
-            response = client.post("/v1/jobs", json=body, headers=headers)
-            if response.status_code != 202:
-                detail = response.text
-                with contextlib.suppress(ValueError):
-                    detail = response.json().get("detail") or detail
-                raise UsageError(f"{base}/v1/jobs: HTTP {response.status_code}: {detail}")
-            job = response.json()
-            location = response.headers.get("location", f"/v1/jobs/{job['id']}")
-            if not wait:
-                if as_json:
-                    typer.echo(json.dumps({"job_id": job["id"], "url": base + location}))
-                else:
-                    typer.echo(f"submitted job {job['id']}: {base}{location}")
-                return None
-            deadline = time.monotonic() + timeout_s
-            while job["status"] not in TERMINAL:
-                if time.monotonic() > deadline:
-                    raise UsageError(f"job {job['id']} still {job['status']} after {timeout_s}s")
-                time.sleep(1.0)
-                job = client.get(location).raise_for_status().json()
-    except httpx.HTTPError as error:
-        raise UsageError(f"{base}: {type(error).__name__}: {error}") from None
+    with service(url, api_key) as jobs:
+        started = jobs.start(body, wait=wait, as_json=as_json, timeout_s=timeout_s)
+        if started is None:
+            return None
+        job, location, deadline = started
+        while not finished(job, deadline, timeout_s):
+            time.sleep(1.0)
+            job = jobs.get(location)
     result = dict(job.get("result") or {"status": "failed", "error": job.get("error")})
     result.setdefault("status", "failed")
     result["job_id"] = job["id"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from app.exits import EXIT_INVALID, report_fault, set_debug
 from app.specio import UsageError, parse_mode, resolve_vram
@@ -103,5 +104,5 @@ def main(argv: list[str]) -> int:
     return code
 
 
-def _usage_error(message: str) -> None:
+def _usage_error(message: str) -> NoReturn:
     raise UsageError(message)

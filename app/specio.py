@@ -136,7 +136,7 @@ def parse_mode(value: str) -> Mode:
 
     if value not in MODES:
         raise UsageError(f"--mode: must be one of {', '.join(MODES)}, not {value!r}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def parse_basis(value: str) -> Basis:

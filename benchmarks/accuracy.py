@@ -41,6 +41,7 @@ from typing import Any
 from benchmarks.accuracy_configs import AnySpec, grid, sample
 from estimator.engine import estimate
 from estimator.spec import FamilySpec, canonical_json
+from estimator.units import error_pct
 from profilers.allocator import WARM_UP_STEPS, Measurement, measure_in_subprocess
 
 HERE = Path(__file__).resolve().parent
@@ -165,8 +166,8 @@ def rows_for(specs: list[AnySpec], stored: dict[str, Any], runs: int) -> list[di
         if ok:
             measured = statistics.median_low(ok)  # a measured value
             row["measured_bytes"] = measured
-            row["error_pct"] = 100.0 * (row["peak_bytes"] - measured) / measured
-            row["paper_error_pct"] = 100.0 * (row["paper_bytes"] - measured) / measured
+            row["error_pct"] = error_pct(row["peak_bytes"], measured)
+            row["paper_error_pct"] = error_pct(row["paper_bytes"], measured)
             row["covered"] = sum(run <= row["upper_bytes"] for run in ok)
             row["tightness"] = row["upper_bytes"] / measured
             row["spread_pct"] = 100.0 * (max(ok) - min(ok)) / min(ok)

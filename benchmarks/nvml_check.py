@@ -18,9 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from estimator.units import GIB
 from profilers.nvml import NvmlSampler
-
-GIB = 2**30
 
 
 def _allocate(size: int) -> tuple[str, object]:

@@ -16,8 +16,8 @@ import bisect
 from dataclasses import dataclass
 
 from estimator.costs import align_up
+from estimator.units import MIB as MIB
 
-MIB = 1 << 20
 BFC_ALIGNMENT = 256  # kMinAllocationSize
 BFC_BINS = 21  # kNumBins
 BFC_INITIAL_REGION = 2 * MIB  # allow_growth's first region

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
@@ -42,6 +43,27 @@ class CostRow:
     allocations: tuple[Allocation, ...]
     index: int | None = None  # None for rows that are not a layer of the model (loss, ...)
     note: str = ""
+
+
+def layer_row(
+    layer: ResolvedLayer,
+    allocations: Iterable[Allocation],
+    *,
+    params: int | None = None,
+    note: str = "",
+) -> CostRow:
+    """The row of one layer of the model; `params` as the cost model counts them (default:
+    as Keras builds the layer)."""
+    return CostRow(
+        name=layer.name,
+        type=layer.type,
+        part=layer.spec.part,
+        output_features=layer.out_features,
+        params=layer.params if params is None else params,
+        allocations=tuple(allocations),
+        index=layer.index,
+        note=note,
+    )
 
 
 class CostModel(Protocol):

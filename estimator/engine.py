@@ -219,6 +219,7 @@ def plan(spec: FamilySpec | ModelSpec, mode: Mode = DEFAULT_MODE) -> Plan:
 
 
 _PLANS: dict[tuple[str, Mode], Plan] = {}
+PLAN_CACHE_SIZE = 65536  # plans kept per process; the cache starts over when full
 
 
 def batch_free(spec: FamilySpec | ModelSpec) -> FamilySpec | ModelSpec:
@@ -233,7 +234,7 @@ def cached_plan(spec: FamilySpec | ModelSpec, mode: Mode = DEFAULT_MODE) -> Plan
     key = (canonical_json(spec), mode)
     found = _PLANS.get(key)
     if found is None:
-        if len(_PLANS) >= 65536:
+        if len(_PLANS) >= PLAN_CACHE_SIZE:
             _PLANS.clear()
         found = _PLANS[key] = plan(spec, mode)
     return found

@@ -36,7 +36,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from estimator.bfc import BFC_ALIGNMENT, Bfc, Chunk, largest_chunk
-from estimator.costs import Allocation, CostRow, align_up
+from estimator.costs import Allocation, CostRow, align_up, layer_row
 from estimator.rewrites import CPU_DEVICE_MEMORY_LIMIT, rewritten_batch_norm
 from estimator.steps import MATMULS, StepGenerator, StepPlan, Trace
 
@@ -117,12 +117,18 @@ def upper_bound(plan: StepPlan, modelled: Peak) -> int:
     Within a step, a Dense's input and kernel gradients read only the incoming gradient,
     so the executor may run either first (StepPlan.kernel_first): the single-threaded
     executor most processes measured takes the input gradient first, the default
-    executor the kernel gradient (and copies the kernel its update overwrites). The bound
-    is the larger `Peak.any_layout` of the modelled order and of every Dense flipped. Not
-    covered: orders the generator cannot express (for example every kernel gradient
-    deferred to the end of the backward pass, seen in some mixed-precision traces) and the
-    runtime's unmodelled small tensors' own bytes (a few KiB).
+    executor the kernel gradient (and copies the kernel its update overwrites). For a
+    single-threaded step the bound is the larger `Peak.any_layout` of the modelled order
+    and of every Dense's kernel gradient first; a default-executor step (grappler's
+    rewrite) is bounded in its traced order only: its other order combined with the
+    rewrite's in-place sums was never traced, and the generator cannot say what it
+    allocates (the 15 runs of each such grid config spread by 0.02-12%). Not covered:
+    orders the generator cannot express (for example every kernel gradient deferred to the
+    end of the backward pass, seen in some mixed-precision traces) and the runtime's
+    unmodelled small tensors' own bytes (a few KiB).
     """
+    if plan.default_executor:
+        return max(modelled.any_layout, modelled.bytes)
     matmuls = frozenset(i for i, layer in enumerate(plan.layers) if layer.type in MATMULS)
     flipped = simulate(StepGenerator(replace(plan, flipped=matmuls)).run())
     return max(modelled.any_layout, flipped.any_layout, modelled.bytes)
@@ -188,18 +194,7 @@ class FrameworkCostModel:
                 notes.append("peak: allocated here")
             if i == plan.rewritten:
                 notes.append("grappler rewrote its input-gradient AddN")
-            rows.append(
-                CostRow(
-                    name=layer.name,
-                    type=layer.type,
-                    part=layer.spec.part,
-                    output_features=layer.out_features,
-                    params=layer.params,
-                    allocations=tuple(per_row[i + 1]),
-                    index=layer.index,
-                    note="; ".join(notes),
-                )
-            )
+            rows.append(layer_row(layer, per_row[i + 1], note="; ".join(notes)))
         return rows, upper + RESIDENT_BYTES
 
     def resident_bytes(self) -> int:

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from estimator.costs import Allocation, CostRow, bytes_per_value
+from estimator.costs import Allocation, CostRow, bytes_per_value, layer_row
 from estimator.families import EQ2_DECODER_BLOCKS
+from estimator.units import GIB
 
 if TYPE_CHECKING:
     from estimator.layers import ResolvedLayer
     from estimator.spec import ModelSpec
 
-GIB = 2**30
 RESIDENT_BUFFER_BYTES = round(0.38 * GIB)  # 0.38 GiB, to the nearest byte
 EQ2_LOSS_VALUES = 16
 BATCH_NORM_PARAMS_PER_FEATURE = 4  # "as in the TensorFlow implementation"
@@ -56,17 +56,8 @@ class PaperCostModel:
             ]
             if layer.type == "dense":
                 allocations.append(Allocation("activations", per_sample=4 * p * layer.out_features))
-            rows.append(
-                CostRow(
-                    name=layer.name,
-                    type=layer.type,
-                    part=layer.spec.part,
-                    output_features=layer.out_features,
-                    params=params,
-                    allocations=tuple(a for a in allocations if a.fixed or a.per_sample),
-                    index=layer.index,
-                )
-            )
+            kept = (a for a in allocations if a.fixed or a.per_sample)
+            rows.append(layer_row(layer, kept, params=params))
         rows.append(
             CostRow(
                 name="loss",

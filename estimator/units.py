@@ -1,10 +1,12 @@
-"""Exact byte counts shown to people: GiB with 4 significant digits, however large."""
+"""Byte counts: exact sizes shown as GiB with 4 significant digits however large, sizes read
+from text, and how far an estimate is from a measurement."""
 
 from __future__ import annotations
 
 import re
 from decimal import Context, Decimal
 
+MIB = 2**20
 GIB = 2**30
 _CONTEXT = Context(prec=40)
 _FLOAT_LIMIT = Decimal("1e300")
@@ -56,3 +58,15 @@ def parse_size(text: str) -> int:
     if size <= 0:
         raise ValueError(f"memory size must be positive: {text!r}")
     return int(size)
+
+
+def error_pct(estimate_bytes: int, measured_bytes: int) -> float:
+    """(estimate - measured) / measured in percent: positive when the estimate is above."""
+    return 100.0 * (estimate_bytes - measured_bytes) / measured_bytes
+
+
+def reported_error_pct(estimate_bytes: int | None, measured_bytes: int | None) -> float | None:
+    """`error_pct` to 3 decimals as the API and the CLI report it; None without a measurement."""
+    if estimate_bytes is None or not measured_bytes:
+        return None
+    return round(error_pct(estimate_bytes, measured_bytes), 3)

@@ -55,14 +55,16 @@ def _custom_layers() -> tuple[type, type]:
     keras = _keras()
     from keras import ops
 
-    class PowerNormalization(keras.layers.Layer):  # type: ignore[misc]
+    layer: Any = keras.layers.Layer
+
+    class PowerNormalization(layer):  # type: ignore[misc]
         """Scale the batch of symbols to unit average energy per complex symbol."""
 
         def call(self, x: Any) -> Any:
             energy = ops.mean(ops.square(x)) * 2.0  # Re^2 + Im^2 per complex value
             return x * ops.rsqrt(energy + 1e-12)
 
-    class ComplexChannel(keras.layers.Layer):  # type: ignore[misc]
+    class ComplexChannel(layer):  # type: ignore[misc]
         """y = H x per channel use, H ~ CN(0, I) of shape nr x nt drawn per sample."""
 
         def __init__(self, nt: int, nr: int, uses: int, **kwargs: Any) -> None:

@@ -63,7 +63,7 @@ class NvmlSampler:
     ) -> None:
         self.index, self.interval_s = index, interval_s
         self.pid = os.getpid() if pid is None else pid
-        self._nvml = nvml
+        self._nvml: Any = nvml  # the pynvml module (or a stand-in), loaded by _open
         self._handle: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -7,7 +7,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from estimator.engine import estimate
+from estimator.engine import MODES, estimate
 from estimator.spec import FamilySpec
 
 PHYMEM = [sys.executable, "-m", "app.cli"]
@@ -154,37 +154,35 @@ def test_bad_layer_names_the_layer(tmp_path):
     assert result.returncode == 2 and "layers[1]" in result.stderr
 
 
-def test_max_batch_and_inverse_questions():
-    data = json.loads(
-        run(
-            "max-batch",
-            "--family",
-            "bae",
-            "--k",
-            "6",
-            "--nt",
-            "4",
-            "--device",
-            "a100-80gb",
-            "--json",
-            check_rc=0,
-        ).stdout
-    )
-    assert data["max_batch"] > 2048
-    nt = json.loads(
-        run("max-nt", "--family", "ae", "--k", "2", "--vram", "80GiB", *PAPER, check_rc=0).stdout
-    )["max_nt"]
-    k = json.loads(
-        run("max-k", "--family", "ae", "--nt", "4", "--vram", "80GiB", *PAPER, check_rc=0).stdout
-    )["max_k"]
+def _answer(command, *flags):
+    return json.loads(run(command, *flags, "--json", check_rc=0).stdout)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_inverse_questions_answer_at_the_boundary_of_their_mode(mode):
+    """Each answer fits by that mode's upper_bytes (the default basis; in paper mode the
+    total itself) and one more does not."""
     vram = 80 * 2**30
 
-    def total(**fields):
-        return estimate(FamilySpec(family="ae", batch=2048, **fields), "paper").total_bytes
+    def total(family="ae", batch=2048, **fields):
+        return estimate(FamilySpec(family=family, batch=batch, **fields), mode).upper_bytes
 
+    batch = _answer("max-batch", "--family", "bae", "--k", "6", "--nt", "4", "--vram", "80GiB",
+                    "--mode", mode)  # fmt: skip
+    nt = _answer("max-nt", "--family", "ae", "--k", "2", "--vram", "80GiB", "--mode", mode)
+    k = _answer("max-k", "--family", "ae", "--nt", "4", "--vram", "80GiB", "--mode", mode)
+    assert batch["mode"] == nt["mode"] == k["mode"] == mode
+    b, nt, k = batch["max_batch"], nt["max_nt"], k["max_k"]
+    assert total("bae", batch=b, k=6, nt=4) <= vram < total("bae", batch=b + 1, k=6, nt=4)
     assert total(k=2, nt=nt) <= vram < total(k=2, nt=nt + 1)
     assert total(k=k, nt=4) <= vram < total(k=k + 1, nt=4)
-    assert k == 5  # the headline AE (k=6, N_T=4) needs 800.9 GiB
+    assert k == 5  # in both modes the headline AE (k=6, N_T=4) does not fit 80 GiB
+
+
+def test_inverse_questions_default_to_the_framework_mode():
+    assert _answer("max-k", "--family", "ae", "--nt", "4", "--vram", "80GiB")["mode"] == (
+        "framework"
+    )
 
 
 def test_the_worker_module_runs_without_importing_itself_or_the_main_cli():

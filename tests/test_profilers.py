@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -117,12 +118,22 @@ def test_sampler_unavailable_without_gpu() -> None:
     assert sampler.report.peak_device_used_bytes is None
 
 
-def test_real_pynvml_does_not_crash_here() -> None:
+def test_real_pynvml_reports_this_machines_gpu_or_why_not() -> None:
+    """Real NVML: available exactly when the NVIDIA driver exposes a GPU here (its device
+    node), and then it names the device and samples memory within the device's size."""
+    has_gpu = any(Path("/dev").glob("nvidia[0-9]*"))
     sampler = NvmlSampler()
     sampler.start()
     report = sampler.stop()
     sampler.close()
-    assert report.available in (True, False)
+    assert report.available is has_gpu, report.reason
+    if has_gpu:
+        assert report.device_name and report.device_total_bytes
+        assert report.samples  # stop() takes one last sample
+        peak = report.peak_device_used_bytes
+        assert peak is not None and 0 < peak <= report.device_total_bytes
+    else:
+        assert report.reason and not report.samples
 
 
 @pytest.mark.tensorflow

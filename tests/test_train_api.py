@@ -86,6 +86,7 @@ def test_a_range_of_training_snr_is_stored(client: Any) -> None:
         ({"train": {"epochs": 3}}, "train.epochs"),
         ({"evaluate": {"ebn0_db": "12:0:1"}}, "evaluate.ebn0_db"),
         ({"evaluate": {"ebn0_db": "0:1000:0.01"}}, "evaluate.ebn0_db"),
+        ({"evaluate": {"ebn0_db": "0:60:1e-300"}}, "evaluate.ebn0_db"),
         ({"evaluate": {"target_errors": 0}}, "evaluate.target_errors"),
         ({"evaluate": {"max_bits": 0}}, "evaluate.max_bits"),
         ({"evaluate": {"baselines": ["zf", "zf"]}}, "evaluate.baselines"),

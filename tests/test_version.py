@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from estimator import bfc, engine, paper, spec, steps, version
+from estimator import engine, framework, paper, spec, version
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = "from estimator.engine import ENGINE_VERSION; print(ENGINE_VERSION)"
@@ -47,8 +47,7 @@ def test_a_changed_number_in_either_mode_changes_the_version(
     monkeypatch.setattr(paper, "RESIDENT_BUFFER_BYTES", paper.RESIDENT_BUFFER_BYTES + 1)
     paper_changed = version.fingerprint()
     monkeypatch.undo()
-    handle = steps.VARIABLE_HANDLE_BYTES + bfc.BFC_ALIGNMENT  # one more rounding unit
-    monkeypatch.setattr(steps, "VARIABLE_HANDLE_BYTES", handle)
+    monkeypatch.setattr(framework, "RESIDENT_BYTES", framework.RESIDENT_BYTES + 1)
     framework_changed = version.fingerprint()
     assert len({before, paper_changed, framework_changed}) == 3
 

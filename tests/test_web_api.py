@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Job, Measurement, utcnow
+from app.services.dashboard import CURVE_BUDGET_ROWS
 from estimator.engine import cached_plan
 from estimator.spec import FamilySpec
 from estimator.table2 import reproduce
@@ -120,6 +121,22 @@ def test_batch_curve_is_the_engine_and_errors_name_the_field(client: Any) -> Non
         plan.total_bytes(b) for b in (1, 2048, 4096)
     ]
     assert round(curve.json()["points"][1]["total_gib"], 1) == 800.9
+    assert curve.json()["skipped"] == []
+    deep = {"family": "ae", "k": 1, "nt": 1, "decoder_blocks": 255, "hr": 64, "batch": 8}
+    thin = client.post(
+        "/v1/batch-curve", json={"spec": deep, "mode": "framework", "batches": [1, 2, 4, 8, 16]}
+    )
+    assert thin.status_code == 200, thin.text
+    shown = [p["batch"] for p in thin.json()["points"]]
+    deep_plan = cached_plan(FamilySpec(**{**deep, "batch": 16}), "framework")
+    assert len(shown) == CURVE_BUDGET_ROWS // len(deep_plan.rows) < 5  # thinned, evenly
+    assert shown[0] == 1 and shown[-1] == 16
+    assert sorted(shown + thin.json()["skipped"]) == [1, 2, 4, 8, 16]
+    assert [p["total_bytes"] for p in thin.json()["points"]] == [
+        deep_plan.total_bytes(b) for b in shown
+    ]
+    many = client.post("/v1/batch-curve", json={**body, "mode": "framework", "batches": [1] * 33})
+    assert many.status_code == 422 and "at most 32" in many.json()["detail"]
     bad = client.post("/v1/batch-curve", json={**body, "batches": [0]})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"].startswith("batches")
     bad = client.post("/v1/batch-curve", json={**body, "spec": {"family": "ae", "k": 0, "nt": 4}})

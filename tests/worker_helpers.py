@@ -20,12 +20,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from app.core.statuses import TERMINAL_STATUSES
+
 REPO = Path(__file__).resolve().parent.parent
 TINY_SPEC = {"family": "bae", "k": 2, "nt": 2, "ht": 16, "hr": 32, "batch": 64}
 # Needs more than 2 GiB of address space: under a 2 GiB cap it runs out of memory.
 OOM_SPEC = {"family": "ae", "k": 6, "nt": 2, "batch": 4096}
 OOM_LIMIT_BYTES = 2 * 2**30
-TERMINAL = ("succeeded", "failed", "oom", "cancelled")
 
 
 def free_port() -> int:
@@ -116,7 +117,7 @@ def wait_job(base: str, job_id: int, procs: list[Proc], timeout_s: float = 120.0
     while time.monotonic() < deadline:
         status, _, job = http("GET", f"{base}/v1/jobs/{job_id}")
         assert status == 200, job
-        if job["status"] in TERMINAL:
+        if job["status"] in TERMINAL_STATUSES:
             return job
         for proc in procs:
             if proc.process.poll() is not None:

@@ -424,6 +424,15 @@ def grid_points(text: str) -> list[float]:
     """The Eb/N0 values of a grid string (profilers.phy's parser; numpy only)."""
     from profilers.phy.montecarlo import parse_grid
 
+    parts = text.split(":")
+    if len(parts) == 3:  # count the points before the parser lists them
+        try:
+            start, stop, step = (float(p) for p in parts)
+        except ValueError:
+            pass
+        else:
+            if step > 0 and stop >= start and (stop - start) / step >= MAX_GRID_POINTS:
+                raise ValueError(f"at most {MAX_GRID_POINTS} points, got {text!r}")
     try:
         return parse_grid(text)
     except ValueError as error:

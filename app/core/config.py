@@ -26,8 +26,6 @@ class Settings(BaseSettings):
         ge=1,
         description="Largest framework-mode sweep (each cell simulates the allocator, ~5 ms).",
     )
-    max_gate_specs: int = Field(default=1_000, ge=1, description="Most specs in one gate call.")
-    cache_size: int = Field(default=4096, ge=0, description="Estimates kept in memory per worker.")
     framework_budget_units: int = Field(
         default=2**21,
         ge=1,

@@ -27,6 +27,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from app.core.statuses import JOB_STATUSES, MEASUREMENT_STATUSES
+from estimator.engine import DEFAULT_MODE, MODES
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -36,9 +39,6 @@ NAMING_CONVENTION = {
 }
 
 JOB_KINDS = ("profile", "train")
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "oom", "cancelled")
-MEASUREMENT_STATUSES = ("ok", "oom", "failed")
-MODES = ("paper", "framework")
 JOB_PHASES = ("build", "train", "evaluate")
 
 
@@ -141,7 +141,7 @@ class Job(Base):
     kind: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default="queued")
     spec_id: Mapped[int] = mapped_column(ForeignKey("specs.id"), index=True)
-    mode: Mapped[str] = mapped_column(String(16), default="paper")
+    mode: Mapped[str] = mapped_column(String(16), default=DEFAULT_MODE)
     device_class: Mapped[str | None] = mapped_column(String(64))
     params: Mapped[dict[str, Any] | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -25,7 +25,8 @@ def pairs_for(session: Session, device: str, mode: Mode) -> list[Pair]:
             EstimateRow.mode == mode,
         )
     )
-    return [Pair(int(estimate), int(measured)) for estimate, measured in session.execute(query)]
+    rows = session.execute(query)
+    return [Pair(int(estimate), int(measured)) for estimate, measured in rows if measured]
 
 
 def calibration(session: Session, device: str, mode: Mode, field: str | None = None) -> Calibration:

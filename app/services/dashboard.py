@@ -16,14 +16,17 @@ from typing import Any
 from sqlalchemy import Float, cast, func, select
 from sqlalchemy.orm import Session
 
-from app.api.errors import ProblemError, invalid
-from app.db.models import JOB_STATUSES, Job, utcnow
+from app.core.statuses import JOB_STATUSES
 from app.db.models import Estimate as EstimateRow
+from app.db.models import Job, utcnow
 from app.db.models import Measurement as MeasurementRow
 from app.db.models import Spec as SpecRow
 from app.services import calibration, jobs
-from app.services.estimates import AnySpec, engine_call, totals, where_spec
+from app.services.estimates import engine_call, totals, where_spec
 from estimator.engine import ENGINE_VERSION, Mode, cached_plan
+from estimator.errors import InvalidInput as invalid
+from estimator.errors import NotFound
+from estimator.spec import AnySpec
 
 LATEST_JOBS = 10
 # The device the dashboard opens on when it has pairs (the paper's measured GPU).
@@ -82,7 +85,7 @@ def worker_presence(session: Session, now: datetime | None = None) -> dict[str, 
 
 
 def overview(session: Session) -> dict[str, Any]:
-    by_status = dict.fromkeys(JOB_STATUSES, 0)
+    by_status: dict[str, int] = dict.fromkeys(JOB_STATUSES, 0)
     job_counts = []
     grouped = session.execute(
         select(Job.kind, Job.status, func.count())
@@ -204,7 +207,7 @@ def fitted_calibration(session: Session, device: str, mode: Mode) -> dict[str, A
     """The device's calibration (None for a device outside the catalog, e.g. a CPU host)."""
     try:
         found = calibration.calibration(session, device, mode)
-    except ProblemError:  # not a catalog device: the page draws no fit line
+    except NotFound:  # not a catalog device: the page draws no fit line
         return None
     return {
         "device": found.device,
@@ -217,19 +220,48 @@ def fitted_calibration(session: Session, device: str, mode: Mode) -> dict[str, A
 
 
 MAX_CURVE_POINTS = 64
+# Each framework-mode point replays the allocator (~5-25 ms): fewer of them per request.
+MAX_FRAMEWORK_CURVE_POINTS = 32
+
+
+# A framework-mode point replans the whole model: a request replans at most this many
+# layer rows in all (a few seconds at most), so a deep model gets a thinner curve.
+CURVE_BUDGET_ROWS = 2000
+
+
+def _spread(count: int, keep: int) -> list[int]:
+    """`keep` indices spread evenly over range(count), both ends included."""
+    if keep >= count:
+        return list(range(count))
+    if keep == 1:
+        return [count - 1]
+    return sorted({round(i * (count - 1) / (keep - 1)) for i in range(keep)})
 
 
 def batch_curve(spec: AnySpec, mode: Mode, batches: list[int]) -> dict[str, Any]:
-    """Totals of one spec at several batch sizes (the spec's own plan, any spec kind)."""
-    if len(batches) > MAX_CURVE_POINTS:
-        raise invalid("batches", f"at most {MAX_CURVE_POINTS} batch sizes")
+    """Totals of one spec at several batch sizes (the spec's own plan, any spec kind).
 
-    def run() -> list[dict[str, Any]]:
-        plan = cached_plan(spec, mode)
-        return [{"batch": b, **totals(plan.total_bytes(b))} for b in batches]
+    Batch-invariant modes (paper) share one plan; the framework mode plans each batch
+    anew, so beyond CURVE_BUDGET_ROWS the batches are thinned evenly and the ones left
+    out are listed under `skipped`.
+    """
+    limit = MAX_FRAMEWORK_CURVE_POINTS if mode == "framework" else MAX_CURVE_POINTS
+    if len(batches) > limit:
+        raise invalid("batches", f"at most {limit} batch sizes in {mode} mode")
+    ordered = sorted(set(batches))
 
-    points: list[dict[str, Any]] = engine_call(mode, run, field="spec")
-    return {"mode": mode, "engine_version": ENGINE_VERSION, "points": points}
+    def run() -> tuple[list[dict[str, Any]], list[int]]:
+        last = ordered[-1]
+        plan = cached_plan(spec.model_copy(update={"batch": last}), mode)
+        keep = len(ordered)
+        if not plan.batch_invariant:
+            keep = max(1, CURVE_BUDGET_ROWS // max(1, len(plan.rows)))
+        chosen = [ordered[i] for i in _spread(len(ordered), keep)]
+        points = [{"batch": b, **totals(plan.total_bytes(b))} for b in chosen]
+        return points, [b for b in ordered if b not in set(chosen)]
+
+    points, skipped = engine_call(mode, run, field="spec")
+    return {"mode": mode, "engine_version": ENGINE_VERSION, "points": points, "skipped": skipped}
 
 
 def parse_spec_text(text: str) -> dict[str, Any]:

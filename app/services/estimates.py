@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from pydantic import ValidationError
 from sqlalchemy import CursorResult, Select, bindparam, delete, func, select
@@ -19,12 +19,10 @@ from app.db.models import Measurement as MeasurementRow
 from app.db.models import Spec as SpecRow
 from app.db.models import utcnow
 from app.db.session import begin_write, release
-from estimator.engine import ENGINE_VERSION, Estimate, Mode, cached_plan, estimate
+from estimator.engine import ENGINE_VERSION, Estimate, Mode, estimate
 from estimator.errors import InvalidInput, NotFound
-from estimator.spec import FamilySpec, ModelSpec, canonical_json
+from estimator.spec import AnySpec, FamilySpec, ModelSpec, canonical_json
 from estimator.units import gib_value
-
-AnySpec = FamilySpec | ModelSpec
 
 
 @dataclass(frozen=True)
@@ -242,9 +240,10 @@ def get(session: Session, estimate_id: int) -> StoredEstimate:
     return _record(found, computed=False)
 
 
-def where_spec(
-    query: Select[Any], *, family: str | None, k: int | None, nt: int | None
-) -> Select[Any]:
+_Query = TypeVar("_Query", bound="Select[*tuple[Any, ...]]")
+
+
+def where_spec(query: _Query, *, family: str | None, k: int | None, nt: int | None) -> _Query:
     """Narrow a query joined to the specs table by family, k and N_T (None: any)."""
     if family is not None:
         query = query.where(SpecRow.family == family)
@@ -289,10 +288,6 @@ def search(
             }
         )
     return items
-
-
-def plan_for(spec: AnySpec, mode: Mode) -> Any:
-    return engine_call(mode, cached_plan, spec, mode)
 
 
 def prune_stale(session: Session) -> int:

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from app.core.statuses import TERMINAL_STATUSES as TERMINAL
 from app.db.models import Estimate as EstimateRow
 from app.db.models import Job, utcnow
 from app.db.models import Measurement as MeasurementRow
@@ -28,10 +29,9 @@ from app.db.models import Spec as SpecRow
 from app.db.session import begin_write
 from app.services import estimates
 from estimator.errors import NotFound
-from estimator.spec import FamilySpec, ModelSpec
+from estimator.spec import AnySpec
+from estimator.units import reported_error_pct
 
-AnySpec = FamilySpec | ModelSpec
-TERMINAL = frozenset({"succeeded", "failed", "oom", "cancelled"})
 LEASE_EXPIRED = (
     "the worker running this job stopped renewing its lease (it died or lost the database) "
     "on each of its attempts"
@@ -485,9 +485,6 @@ def list_measurements(
         measured_bytes = (
             None if measured.measured_peak_bytes is None else int(measured.measured_peak_bytes)
         )
-        error = None
-        if measured_bytes:
-            error = round((estimate_bytes - measured_bytes) * 100.0 / measured_bytes, 3)
         items.append(
             {
                 "id": measured.id,
@@ -506,7 +503,7 @@ def list_measurements(
                 "estimate_bytes": estimate_bytes,
                 "breakdown": estimate.breakdown,
                 "measured_bytes": measured_bytes,
-                "error_pct": error,
+                "error_pct": reported_error_pct(estimate_bytes, measured_bytes),
                 "step_time_s": measured.step_time_s,
                 "nvml_peak_bytes": measured.nvml_peak_bytes,
                 "framework_versions": measured.framework_versions,

@@ -10,13 +10,13 @@ from sqlalchemy.orm import Session
 from app.core.limits import charge, check_budget, framework_units
 from app.db.models import Device
 from app.db.session import release
-from app.services.estimates import AnySpec, charge_framework, engine_call, layer_count, totals
+from app.services.estimates import charge_framework, engine_call, layer_count, totals
 from estimator.calibration import Calibration
 from estimator.engine import ENGINE_VERSION, Mode, cached_plan
 from estimator.errors import InvalidInput as invalid
 from estimator.gate import Basis, check, device_calibration, required_bytes
 from estimator.search import MAX_EXPECTED_SCAN, max_batch
-from estimator.spec import MAX_MESSAGE_BITS, FamilySpec
+from estimator.spec import MAX_MESSAGE_BITS, AnySpec, FamilySpec
 from estimator.sweep import Grid, sweep
 from estimator.units import GIB, parse_size
 

@@ -205,7 +205,7 @@ class Dispatcher:
         room = self.config.concurrency - len(self.inflight)
         if room <= 0:
             return
-        cluster = ray.cluster_resources()
+        cluster = ray.cluster_resources()  # type: ignore[no-untyped-call]
         classes = resources.available_classes(cluster)
         with self.sessions() as session:
             claimed = jobs.claim(

@@ -12,17 +12,12 @@ import statistics
 from dataclasses import asdict
 from typing import Any
 
-from estimator.spec import FamilySpec, ModelSpec
+from estimator.spec import AnySpec
+from estimator.units import reported_error_pct
 
-AnySpec = FamilySpec | ModelSpec
 DEFAULT_STEPS = 3
 DEFAULT_RUNS = 3  # fresh processes: one config lands on a few allocator layouts
 DEFAULT_TIMEOUT_S = 1800.0
-FRAMEWORK_BASIS_HELP = (
-    "Framework mode's allocation model was traced on TensorFlow 2.21's CPU BFC allocator "
-    "(basis 'tensorflow-2.21-cpu-bfc'); until GPU traces exist, a GPU estimate is that "
-    "allocator model plus the device's calibrated context (GET /v1/devices/{name}/calibration)."
-)
 STATUS_TO_JOB = {"ok": "succeeded", "oom": "oom", "failed": "failed"}
 
 
@@ -118,13 +113,6 @@ def measure_runs(spec: AnySpec, runs: int, **options: Any) -> list[dict[str, Any
     return results
 
 
-def error_pct(estimate_bytes: int | None, measured_bytes: int | None) -> float | None:
-    """(estimate - measured) / measured in percent: positive when the estimate is above."""
-    if estimate_bytes is None or not measured_bytes:
-        return None
-    return round((estimate_bytes - measured_bytes) * 100.0 / measured_bytes, 3)
-
-
 def framework_versions(
     measurement: dict[str, Any], ray_version: str | None = None
 ) -> dict[str, Any]:
@@ -161,7 +149,7 @@ def pair(
         "upper_bytes": int(estimate.get("upper_bytes", estimate_bytes)),
         "basis": estimate.get("basis"),
         "measured_bytes": measured,
-        "error_pct": error_pct(estimate_bytes, measured) if status == "ok" else None,
+        "error_pct": reported_error_pct(estimate_bytes, measured) if status == "ok" else None,
         "step_time_s": measurement.get("step_time_s"),
         "resident_bytes": measurement.get("resident_bytes"),
         "step_peaks": measurement.get("step_peaks") or [],

@@ -14,18 +14,12 @@ A job of class
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 CPU = "cpu"
 PREFIX = "device:"
 CLASS_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
-_CLASS_RE = re.compile(CLASS_PATTERN)
-
-
-def is_valid_class(name: str) -> bool:
-    return bool(_CLASS_RE.match(name))
 
 
 def is_gpu_class(name: str) -> bool:

@@ -29,7 +29,7 @@ def run_job(payload: dict[str, Any]) -> dict[str, Any]:
     context = ray.get_runtime_context()
     placement = {
         "node_id": context.get_node_id(),
-        "assigned_resources": context.get_assigned_resources(),
+        "assigned_resources": context.get_assigned_resources(),  # type: ignore[no-untyped-call]
         "worker_pid": os.getpid(),
         "worker_host": platform.node(),
         "ray_version": ray.__version__,

@@ -498,8 +498,12 @@ def train_and_evaluate(payload: dict[str, Any]) -> dict[str, Any]:
             times: list[float] = []
             run_peaks: list[int] = []
             done_here = 0
+            parent = os.getppid()
             gc.collect()
+            loop_start = time.perf_counter()
             while state.step < total:
+                if os.getppid() != parent:  # the task that started this run is gone
+                    raise Cancelled("the worker process that started this run is gone")
                 inputs_np, labels_np = train_batch(spec, train, rng)
                 inputs = [_batch_tensor(tf, array) for array in inputs_np]
                 labels = _batch_tensor(tf, labels_np)
@@ -531,6 +535,7 @@ def train_and_evaluate(payload: dict[str, Any]) -> dict[str, Any]:
                     loss=loss,
                     progress=min(state.step / total, 0.99),
                 )
+            train_s = time.perf_counter() - loop_start
             net.model.save(workdir / paths.MODEL_FILE)
             net.model.save_weights(workdir / paths.WEIGHTS_FILE)
             progress(force=True, phase="evaluate")
@@ -546,6 +551,7 @@ def train_and_evaluate(payload: dict[str, Any]) -> dict[str, Any]:
             "steps": state.step,
             "resumed_from_step": resumed_from,
             "steps_this_attempt": done_here,
+            "train_s": train_s,
             "measurement": {
                 "status": "ok" if state.peak_bytes else "failed",
                 "peak_bytes": state.peak_bytes,

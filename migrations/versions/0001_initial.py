@@ -10,12 +10,13 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from estimator.units import MIB
+
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-MIB = 2**20
 # The catalog of estimator/devices.py as of this revision (a migration must not change
 # with later code; tests/test_migrations.py checks that the two still agree).
 DEVICES = [

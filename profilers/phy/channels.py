@@ -89,10 +89,12 @@ def complex_noise(shape: tuple[int, ...], n0: float, rng: np.random.Generator) -
 
 def transmit(x: ComplexArray, h: ComplexArray, n0: float, rng: np.random.Generator) -> ComplexArray:
     """y = H x + n for x (batch, nt); h is (batch, nr, nt) or one (nr, nt) for all samples."""
+    # einsum, not matmul: a product with a tiny inner dimension gains nothing from BLAS, and
+    # BLAS threads on a busy machine made it several times slower.
     if h.ndim == 2:
-        signal = x @ h.T
-    elif h.strides[0] == 0:  # a broadcast fixed channel: one matrix product for the batch
-        signal = x @ np.ascontiguousarray(h[0].T)
+        signal = np.einsum("bt,rt->br", x, h)
+    elif h.strides[0] == 0:  # a broadcast fixed channel: one matrix for the batch
+        signal = np.einsum("bt,rt->br", x, h[0])
     else:
         signal = np.einsum("brt,bt->br", h, x)
     y = complex_noise(signal.shape, n0, rng)

@@ -20,13 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.api.deps import JobRateLimit, ReleasingRoute, SessionDep, SettingsDep
 from app.api.errors import ProblemError, invalid
 from app.api.schemas import MAX_ID, ApiSpec, EvaluateParams, Problem, TrainParams
+from app.core.statuses import JobStatus
 from app.services import jobs, training
 from app.worker.resources import CLASS_PATTERN
 from estimator.engine import Mode
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=ReleasingRoute)
-
-JobStatus = Literal["queued", "running", "succeeded", "failed", "oom", "cancelled"]
 
 
 def require_api_key(

@@ -161,7 +161,7 @@ function curveBatches(batch, maxBatch) {
   const top = Math.max(batch, maxBatch, 1) * 4;
   const batches = new Set([batch]);
   if (maxBatch > 0) batches.add(maxBatch);
-  for (let b = 1; b <= top && batches.size < 60; b *= 2) batches.add(b);
+  for (let b = 1; b <= top && batches.size < 30; b *= 2) batches.add(b);  // within both modes' limits
   return [...batches].sort((a, b) => a - b);
 }
 
@@ -204,6 +204,9 @@ function renderEstimate(estimate, gate, maxBatch, curve, device) {
   $("max-batch").textContent = maxBatch.max_batch > 0
     ? `Largest batch that fits ${device.label}: ${maxBatch.max_batch} (${gibText(maxBatch.total_gib)} GiB, calibrated).`
     : `Not even batch 1 fits ${device.label}.`;
+  if (curve.skipped.length) {
+    $("max-batch").textContent += ` The curve is thinned to ${points.length} points (a deep model in framework mode plans each batch anew; skipped: ${curve.skipped.join(", ")}).`;
+  }
   fill($("curve-table").tBodies[0], points.map((p) => el("tr", {},
     el("td", { class: "num" }, p.batch), el("td", { class: "num" }, gibText(p.total_gib)),
     el("td", {}, maxBatch.max_batch >= p.batch ? "yes" : "no"))));
