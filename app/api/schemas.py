@@ -172,6 +172,19 @@ class EstimateOut(_Totals):
     mode: str
     engine_version: str
     batch: int
+    upper_bytes: int | None = Field(
+        default=None,
+        description="A bound no execution order of the step exceeds (paper mode: the total); "
+        "what fit verdicts judge by default.",
+    )
+    upper_bytes_decimal: str | None = None
+    upper_gib: float | str | None = None
+    basis: str | None = Field(
+        default=None,
+        description="What the counts rest on: 'tensorflow-2.21-cpu-bfc' (framework mode: "
+        "TensorFlow 2.21's CPU BFC allocator, traced; on a GPU plus the device's calibrated "
+        "context) or 'paper-equations'.",
+    )
     breakdown: BreakdownOut
     layers: list[LayerRow]
     created_at: datetime
