@@ -306,7 +306,7 @@ def train(
         int | None, typer.Option(help="Bit errors per point (default 1000).")
     ] = None,
     max_bits: Annotated[
-        int | None, typer.Option(help="Bit budget per point (default 1e7).")
+        int | None, typer.Option(help="Bit budget per point (default 10000000).")
     ] = None,
     baselines: Annotated[
         str | None, typer.Option(help="Comma-separated zf,mmse,ml, or 'none' (default zf,mmse,ml).")

@@ -9,7 +9,7 @@ step count, alternating job / fit for `--rounds` rounds. The job side is the rea
 step, progress written to its file, checkpoints every `--checkpoint-every` steps); its time
 is the wall time of its training loop (`train_s`, first step's tracing included). The fit
 side draws the same amount of data up front (not timed) and times one `model.fit` over it
-(its tracing included). Appends a section to benchmarks/RESULTS.md.
+(its tracing included). Writes its section of benchmarks/RESULTS.md (benchmarks.results).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
+from benchmarks.results import write_section
+
 SPEC = {"family": "tanh-bae", "k": 2, "nt": 2, "ht": 64, "hr": 256, "batch": 512}
 
 
@@ -98,6 +98,9 @@ def _fit_child(steps: int) -> None:
     print(json.dumps({"fit_s": time.perf_counter() - start}))
 
 
+TITLE = "Training job overhead vs plain model.fit"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=600)
@@ -115,10 +118,7 @@ def main() -> None:
         print(f"job {job[-1]:.2f} s, fit {fit[-1]:.2f} s", flush=True)
     j, f = statistics.median(job), statistics.median(fit)
     overhead = (j - f) * 100.0 / f
-    section = [
-        "",
-        "## Training job overhead vs plain model.fit",
-        "",
+    body = [
         f"Command: `PYTHONPATH=. .venv/bin/python -m benchmarks.train_overhead --steps "
         f"{args.steps} --rounds {args.rounds} --checkpoint-every {args.checkpoint_every}`",
         "",
@@ -131,17 +131,9 @@ def main() -> None:
         "The job's loop draws its data per step, reads the allocator peak per step, writes "
         "progress and checkpoints, on TF's single-threaded executor as `profile` measures; "
         "fit runs on the default executor, its data drawn before its timer started.",
-        "",
     ]
-    results = HERE / "RESULTS.md"
-    text = results.read_text() if results.exists() else "# Benchmark results\n"
-    marker = "\n## Training job overhead vs plain model.fit\n"
-    if marker in text:
-        head, _, rest = text.partition(marker)
-        tail = rest.split("\n## ", 1)
-        text = head + ("\n## " + tail[1] if len(tail) > 1 else "")
-    results.write_text(text.rstrip("\n") + "\n" + "\n".join(section))
-    print("\n".join(section))
+    write_section(TITLE, "\n".join(body))
+    print("\n".join(body))
 
 
 if __name__ == "__main__":

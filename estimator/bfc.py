@@ -36,6 +36,14 @@ class Chunk:
     next: Chunk | None = None
 
 
+def _absorb(chunk: Chunk, after: Chunk) -> None:
+    """Merge `after`, the chunk right after `chunk` in its region, into `chunk`."""
+    chunk.size += after.size
+    chunk.next = after.next
+    if after.next is not None:
+        after.next.prev = chunk
+
+
 def bin_index(size: int) -> int:
     """The free-list bin of a chunk size: log2 of its 256-byte units, capped."""
     return min(max(size // BFC_ALIGNMENT, 1).bit_length() - 1, BFC_BINS - 1)
@@ -121,16 +129,10 @@ class Bfc:
         after = chunk.next
         if after is not None and after.free:
             self._take_free(after)
-            chunk.size += after.size
-            chunk.next = after.next
-            if after.next is not None:
-                after.next.prev = chunk
+            _absorb(chunk, after)
         before = chunk.prev
         if before is not None and before.free:
             self._take_free(before)
-            before.size += chunk.size
-            before.next = chunk.next
-            if chunk.next is not None:
-                chunk.next.prev = before
+            _absorb(before, chunk)
             chunk = before
         self._add_free(chunk)

@@ -54,6 +54,7 @@ def _cases() -> Iterator[Case]:
         layers = [{**MODEL["layers"][0], "name": f"x{bad}"}, *MODEL["layers"][1:]]
         yield "POST", "/v1/estimates", {**MODEL, "layers": layers}, "layers.0.name"
         yield "GET", f"/v1/measurements?device=cpu{quote(bad)}", None, "device"
+        yield "GET", f"/v1/measurements/summary?device=cpu{quote(bad)}", None, "device"
         yield "GET", f"/v1/devices/a100{quote(bad)}/calibration", None, "name"
         yield "POST", "/v1/estimates", {**FAMILY, "family": f"ae{bad}"}, "family"
         yield "POST", "/v1/estimates", {**FAMILY, "mode": f"paper{bad}"}, "mode"

@@ -26,9 +26,11 @@ def _model(layers: int) -> dict[str, Any]:
     }
 
 
-def _family_specs(count: int) -> list[dict[str, Any]]:
+def _family_specs(count: int, hr: int = 64) -> list[dict[str, Any]]:
+    # Distinct specs (no plan cached by an earlier request serves them).
     return [
-        {"spec": {"family": "bae", "k": 4, "nt": 2 + i % 60, "batch": 64 + i}} for i in range(count)
+        {"spec": {"family": "bae", "k": 4, "nt": 2 + i % 60, "hr": hr, "batch": 64 + i}}
+        for i in range(count)
     ]
 
 
@@ -87,17 +89,19 @@ def test_time_limit_stops_a_gate_between_specs(db_url: str, tmp_path: Any) -> No
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_work_stops_when_the_client_disconnects(app: Any) -> None:
     """Drive the ASGI app directly: the client sends its body, then disconnects."""
-    body = json.dumps({"vram": "80GiB", "mode": "framework", "specs": _family_specs(200)}).encode()
+    bodies = [
+        json.dumps({"vram": "80GiB", "mode": "framework", "specs": _family_specs(200, hr)}).encode()
+        for hr in (64, 96)
+    ]
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
         "scheme": "http", "path": "/v1/gate", "raw_path": b"/v1/gate", "query_string": b"",
-        "root_path": "", "headers": [(b"content-type", b"application/json"),
-                                     (b"content-length", str(len(body)).encode())],
+        "root_path": "", "headers": [(b"content-type", b"application/json")],
         "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
     }  # fmt: skip
     sent: list[dict[str, Any]] = []
 
-    async def run(disconnect_after_s: float | None) -> float:
+    async def run(body: bytes, disconnect_after_s: float | None) -> float:
         messages = [{"type": "http.request", "body": body, "more_body": False}]
 
         async def receive() -> dict[str, Any]:
@@ -117,10 +121,10 @@ def test_work_stops_when_the_client_disconnects(app: Any) -> None:
 
     async def both() -> tuple[float, float]:
         async with app.router.lifespan_context(app):
-            full = await run(None)
+            full = await run(bodies[0], None)
             status_full = sent[0]["status"]
             sent.clear()
-            left = await run(0.05)
+            left = await run(bodies[1], 0.05)
             assert status_full == 200, sent
             return full, left
 

@@ -90,6 +90,11 @@ def test_channels_shapes_noise_variance_and_validation():
     assert abs(np.mean(h)) < 0.01
     assert noise_n0(0.0, 2) == pytest.approx(0.5)
     assert noise_n0(10.0, 4, es=2.0) == pytest.approx(0.05)
+    per_sample = noise_n0(np.array([[0.0], [10.0]]), 4)  # elementwise, shape kept
+    assert per_sample.shape == (2, 1) and per_sample[:, 0].tolist() == [
+        noise_n0(0.0, 4),
+        noise_n0(10.0, 4),
+    ]
     x = np.zeros((200_000, 2), dtype=complex)
     y = transmit(x, draw_channel(ChannelSpec("awgn", 2, 2), 200_000, rng), 0.2, rng)
     assert np.var(y.real) == pytest.approx(0.1, rel=0.02)

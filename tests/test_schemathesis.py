@@ -1,14 +1,18 @@
-"""Schemathesis against the app's own OpenAPI, in process (ASGI), on a SQLite file.
+"""Schemathesis against the app's own OpenAPI, in process (ASGI), on a SQLite file and on
+PostgreSQL (every generated test runs once per database).
 
 Positive and negative cases for every operation: no 5xx; every status, content type,
 header and body as documented. Bounded: a fixed number of examples per operation,
-derandomized, no deadline; at least 1000 requests in all. (Not checked: that every
+derandomized, no deadline; at least 1000 requests per database.
+PHYMEM_SCHEMATHESIS_EXAMPLES raises the examples per operation (the README's
+10,000-request hostile run). (Not checked: that every
 schema-invalid body is refused; like FastAPI by default, the API coerces lax input
 such as "6" for 6 or 0 for false.)
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -29,9 +33,10 @@ from schemathesis.generation import GenerationMode
 
 from app.core.config import Settings
 from app.db.migrate import upgrade
+from app.db.session import make_engine, make_sessionmaker
 from app.main import create_app
 
-MAX_EXAMPLES = 100
+MAX_EXAMPLES = int(os.environ.get("PHYMEM_SCHEMATHESIS_EXAMPLES", "100"))
 MIN_REQUESTS = 1000
 CHECKS = [
     not_a_server_error,
@@ -40,7 +45,8 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
 ]
-_calls: dict[str, int] = {}
+_calls: dict[str, dict[str, int]] = {}
+_backend = ["sqlite"]
 
 
 # The app is built at import (Schemathesis reads its OpenAPI to generate the tests); its
@@ -62,12 +68,29 @@ schema.config.generation.update(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _database() -> Iterator[None]:
-    upgrade(_URL)
-    yield
-    _APP.state.engine.dispose()
-    shutil.rmtree(_DIR, ignore_errors=True)
+@pytest.fixture(scope="module", autouse=True, params=["sqlite", "postgres"])
+def _database(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The app's database: the SQLite file, or a fresh PostgreSQL database swapped in."""
+    _backend[0] = request.param
+    if request.param == "sqlite":
+        upgrade(_URL)
+        yield
+        _APP.state.engine.dispose()
+        shutil.rmtree(_DIR, ignore_errors=True)
+        return
+    request.applymarker(pytest.mark.postgres)
+    databases = request.getfixturevalue("postgres_databases")
+    url = databases.create()
+    upgrade(url)
+    saved = _APP.state.engine, _APP.state.sessionmaker
+    engine = make_engine(url, **_APP.state.settings.pool_options)
+    _APP.state.engine, _APP.state.sessionmaker = engine, make_sessionmaker(engine)
+    try:
+        yield
+    finally:
+        _APP.state.engine, _APP.state.sessionmaker = saved
+        engine.dispose()
+        databases.drop(url)
 
 
 @schema.parametrize()
@@ -80,12 +103,14 @@ def _database() -> Iterator[None]:
 )
 def test_api(case: Any) -> None:
     key = f"{case.method} {case.path}"
-    _calls[key] = _calls.get(key, 0) + 1
+    calls = _calls.setdefault(_backend[0], {})
+    calls[key] = calls.get(key, 0) + 1
     case.call_and_validate(checks=CHECKS)
 
 
 def test_enough_requests() -> None:
-    if not _calls:
+    calls = _calls.get(_backend[0], {})
+    if not calls:
         pytest.skip("the generated tests did not run (deselected)")
-    print(f"schemathesis requests: {sum(_calls.values())} {_calls}")
-    assert sum(_calls.values()) >= MIN_REQUESTS, _calls
+    print(f"schemathesis requests on {_backend[0]}: {sum(calls.values())} {calls}")
+    assert sum(calls.values()) >= MIN_REQUESTS, calls

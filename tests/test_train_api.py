@@ -183,3 +183,37 @@ def test_stored_ber_rows_come_back_in_order(client: Any, settings: Any) -> None:
     ]
     assert got[0]["ser"] == pytest.approx(9 / 2000) and got[0]["bler"] == pytest.approx(0.008)
     assert got[0]["errors"] == 10
+
+
+def test_training_noise_is_the_channels_n0_per_sample() -> None:
+    """train_batch's noise has variance N0 / 2 per real dimension (profilers.phy.noise_n0),
+    at one Eb/N0 and for Eb/N0 drawn uniformly in dB per sample."""
+    import numpy as np
+
+    from app.api.schemas import TrainParams
+    from app.worker.training import train_batch
+    from estimator.spec import FamilySpec
+    from profilers.phy.channels import noise_n0
+
+    spec = FamilySpec(**{**TINY, "batch": 40_000})
+    for ebn0, expected in [(4.0, noise_n0(4.0, 2)), ([0.0, 10.0], None)]:
+        inputs, _labels = train_batch(
+            spec, TrainParams(train_ebn0_db=ebn0), np.random.default_rng(1)
+        )
+        noise = inputs[1]
+        assert noise.shape == (40_000, 4)
+        if expected is None:  # the mean of N0 over Eb/N0 uniform in [0, 10] dB
+            expected = float(noise_n0(np.linspace(0.0, 10.0, 10_001), 2).mean())
+        assert float(np.mean(noise.astype(np.float64) ** 2)) == pytest.approx(
+            expected / 2, rel=0.02
+        )
+
+
+def test_training_child_runs_numpy_blas_single_threaded_unless_told() -> None:
+    from app.worker.training import child_environment
+
+    env = child_environment("CPU:0", {"PYTHONPATH": "/elsewhere", "TF_ENABLE_ONEDNN_OPTS": "0"})
+    assert env["OPENBLAS_NUM_THREADS"] == "1" and env["CUDA_VISIBLE_DEVICES"] == ""
+    assert env["PYTHONPATH"].endswith(":/elsewhere") and "TF_ENABLE_ONEDNN_OPTS" not in env
+    told = child_environment("GPU:0", {"OPENBLAS_NUM_THREADS": "4"})
+    assert told["OPENBLAS_NUM_THREADS"] == "4" and "CUDA_VISIBLE_DEVICES" not in told

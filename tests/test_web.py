@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 import pytest
 
 from tests.conftest import in_ci
+from tests.worker_helpers import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -219,14 +220,6 @@ def _seed(db_path: Path, data_dir: Path) -> Seeded:
     )  # fmt: skip
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
     folder = tmp_path_factory.mktemp("web")
@@ -236,7 +229,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
 @pytest.fixture(scope="module")
 def server(seeded: Seeded, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real app under uvicorn on a free loopback port."""
-    port = _free_port()
+    port = free_port()
     log = (tmp_path_factory.mktemp("web-log") / "server.log").open("wb")
     env = dict(os.environ)
     env.update(

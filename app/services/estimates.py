@@ -270,7 +270,9 @@ def search(
         query = query.where(EstimateRow.mode == mode)
     query = query.order_by(EstimateRow.id).limit(limit).offset(offset)
     items = []
-    for row, spec in session.execute(query):
+    row: EstimateRow
+    spec: SpecRow
+    for row, spec in session.execute(query).tuples():
         total = int(row.total_bytes)
         items.append(
             {

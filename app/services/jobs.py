@@ -435,6 +435,19 @@ def finish(
     return measurement_id
 
 
+def add_attempts(session: Session, owner: str, job_id: int, extra: int) -> None:
+    """Count `extra` executions of a running job beyond its claim (Ray's retries), while
+    `owner` holds its lease."""
+    begin_write(session)
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
+        .values(attempts=Job.attempts + extra)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+
+
 def estimate_for(session: Session, job: ClaimedJob) -> dict[str, Any]:
     """The stored estimate of the job's spec (computed and stored if missing)."""
     estimate_id = job.params.get("estimate_id")

@@ -12,7 +12,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from app.api.deps import SessionDep
+from app.api.deps import ReleasingRoute, SessionDep
 from app.api.schemas import MAX_ID
 from app.services import dashboard, planning
 from estimator.engine import DEFAULT_MODE, ENGINE_VERSION
@@ -30,7 +30,7 @@ PAGES = (
 )
 FAMILIES = ("ae", "ae-embedding", "bae", "tanh-bae")
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=ReleasingRoute)
 
 
 def render(request: Request, page: str, title: str, **context: Any) -> HTMLResponse:

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db.session import make_engine, make_sessionmaker
 from app.services import jobs
 from app.worker import profile, resources, training
-from app.worker.task import FAULTS, remote_function
+from app.worker.task import FAULTS, ExecutionLog, remote_function
 
 log = logging.getLogger("phymem.worker")
 FAULT_INJECTION_ENV = "PHYMEM_WORKER_FAULT_INJECTION"
@@ -79,6 +79,7 @@ class Dispatcher:
         self.stop_event = threading.Event()
         self.finished = 0
         self._remote: Any = None
+        self._executions: Any = None
         self._last_renew = 0.0
         self._last_requeue = 0.0
         self._idle_since: float | None = None
@@ -109,6 +110,7 @@ class Dispatcher:
             self._owns_ray = True
             log.info("started an embedded single-node Ray (%s)", advertised)
         self._remote = remote_function(self.config.max_retries)
+        self._executions = ExecutionLog.remote()  # type: ignore[attr-defined]
 
     def install_signal_handlers(self) -> None:
         def _stop(signum: int, _frame: Any) -> None:
@@ -224,6 +226,8 @@ class Dispatcher:
         }
         if job.kind == "train":
             payload.update(training.payload_for(job, self.owner, self.config.database_url))
+        if self._executions is not None:
+            payload["execution_log"] = self._executions
         fault = job.params.get("fault")
         if fault is not None and self.config.fault_injection and fault in FAULTS:
             payload["fault"] = fault
@@ -252,10 +256,22 @@ class Dispatcher:
             except ray.exceptions.TaskCancelledError:
                 continue
             except Exception as error:
+                self._count_executions(entry.job)
                 self._record_error(entry.job, error)
             else:
+                self._count_executions(entry.job)
                 self._record(entry.job, output)
             self.finished += 1
+
+    def _count_executions(self, job: jobs.ClaimedJob) -> None:
+        """Add Ray's retries of the job's task to its attempts (its claim counted one)."""
+        if self._executions is None:
+            return
+        started = int(ray.get(self._executions.take.remote(job.id)))
+        if started > 1:
+            with self.sessions() as session:
+                jobs.add_attempts(session, self.owner, job.id, started - 1)
+            log.info("job %d: its task ran %d times (Ray retried it)", job.id, started)
 
     # --- outcomes ---------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ The measurement itself runs one level further down, in a `python -m profilers.al
 child: a child killed by the kernel (SIGKILL) or out of memory comes back as status
 "oom" without taking the Ray worker down. If the Ray worker process itself dies, Ray
 retries the task on a fresh one up to `max_retries` times; after that `ray.get` raises
-`WorkerCrashedError` and the dispatcher marks the job failed.
+`WorkerCrashedError` and the dispatcher marks the job failed. Every execution, Ray's
+retries included, first checks in with the dispatcher's `ExecutionLog` actor, so that the
+job's `attempts` counts them all.
 """
 
 from __future__ import annotations
@@ -21,10 +23,30 @@ import ray
 FAULTS = ("kill-worker", "raise")
 
 
+@ray.remote(num_cpus=0)
+class ExecutionLog:
+    """How many times each job's task started (Ray's retries run the task again)."""
+
+    def __init__(self) -> None:
+        self.started: dict[int, int] = {}
+
+    def start(self, job_id: int) -> int:
+        self.started[job_id] = self.started.get(job_id, 0) + 1
+        return self.started[job_id]
+
+    def take(self, job_id: int) -> int:
+        """The job's executions so far, forgetting them (the job's outcome is being written)."""
+        return self.started.pop(job_id, 0)
+
+
 def run_job(payload: dict[str, Any]) -> dict[str, Any]:
     """Run one profile or train job; returns its outcome and where it ran."""
     from app.worker import profile
     from profilers.allocator import parse_spec
+
+    executions = payload.get("execution_log")
+    if executions is not None:
+        ray.get(executions.start.remote(payload["job_id"]))
 
     context = ray.get_runtime_context()
     placement = {

@@ -43,7 +43,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -238,7 +238,7 @@ def train_batch(
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """One step's inputs ([message, noise(, h)]) and labels, per the job's definitions."""
     from profilers.phy.baselines import random_bits
-    from profilers.phy.channels import ChannelSpec, draw_channel
+    from profilers.phy.channels import ChannelSpec, draw_channel, noise_n0
 
     batch = int(train.batch or spec.batch)
     nt, nr, k = spec.nt, spec.receive_antennas, spec.k
@@ -249,7 +249,7 @@ def train_batch(
         ebn0 = rng.uniform(low, high, size=(batch, 1))
     else:
         ebn0 = np.full((batch, 1), float(train.train_ebn0_db))
-    n0 = 1.0 / (k * 10.0 ** (ebn0 / 10.0))  # Es = 1 per antenna (profilers.phy.noise_n0)
+    n0 = noise_n0(ebn0, k)  # Es = 1 per antenna
     noise = rng.standard_normal((batch, 2 * nr)) * np.sqrt(n0 / 2.0)
     inputs = [message, noise.astype(np.float32)]
     if train.channel == "rayleigh":
@@ -579,16 +579,27 @@ def train_and_evaluate(payload: dict[str, Any]) -> dict[str, Any]:
         progress.close()
 
 
-def run_task(payload: dict[str, Any]) -> dict[str, Any]:
-    """Run the training child for one job; never raises for the job's own failures."""
+def child_environment(device: str, base: Mapping[str, str]) -> dict[str, str]:
+    """The training child's environment: the measurement settings, this checkout first on
+    the path, and NumPy's BLAS on one thread unless `base` says otherwise: the BER link's
+    products are small (inner dimension 2 N_R), where OpenBLAS threads only spin (as for
+    `phymem ber`); TensorFlow does not use OpenBLAS."""
     from profilers.allocator import REPO_ROOT, child_env
 
-    device = str(payload.get("device") or "CPU:0")
-    env = {**os.environ, **child_env(device)}
+    env = {**base, **child_env(device)}
     env.pop("TF_ENABLE_ONEDNN_OPTS", None)
     env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
+        p for p in (str(REPO_ROOT), base.get("PYTHONPATH", "")) if p
     )
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    return env
+
+
+def run_task(payload: dict[str, Any]) -> dict[str, Any]:
+    """Run the training child for one job; never raises for the job's own failures."""
+    from profilers.allocator import REPO_ROOT
+
+    env = child_environment(str(payload.get("device") or "CPU:0"), os.environ)
     timeout = payload.get("timeout_s")
     try:
         done = subprocess.run(

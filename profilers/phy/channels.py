@@ -12,7 +12,7 @@ sample, known exactly to the receiver).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,6 +22,7 @@ CHANNEL_KINDS: tuple[ChannelKind, ...] = ("awgn", "cross", "rayleigh")
 DEFAULT_CROSS = 0.3
 
 ComplexArray = NDArray[np.complex128]
+FloatArray = NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,17 @@ def draw_channel(spec: ChannelSpec, batch: int, rng: np.random.Generator) -> Com
     return np.asarray(scale * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)))
 
 
-def noise_n0(ebn0_db: float, k: int, es: float = 1.0) -> float:
-    """Complex noise variance per receive antenna: N0 = Es / (k * 10^(Eb/N0 / 10))."""
-    return float(es / (k * 10.0 ** (ebn0_db / 10.0)))
+@overload
+def noise_n0(ebn0_db: float, k: int, es: float = 1.0) -> float: ...
+@overload
+def noise_n0(ebn0_db: FloatArray, k: int, es: float = 1.0) -> FloatArray: ...
+def noise_n0(ebn0_db: float | FloatArray, k: int, es: float = 1.0) -> float | FloatArray:
+    """Complex noise variance per receive antenna: N0 = Es / (k * 10^(Eb/N0 / 10)).
+
+    Elementwise on an array of Eb/N0 values (training draws one per sample).
+    """
+    n0 = es / (k * 10.0 ** (np.asarray(ebn0_db, dtype=np.float64) / 10.0))
+    return n0 if isinstance(ebn0_db, np.ndarray) else float(n0)
 
 
 def complex_noise(shape: tuple[int, ...], n0: float, rng: np.random.Generator) -> ComplexArray:

@@ -12,13 +12,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.deps import SessionDep
+from app.api.deps import ReleasingRoute, SessionDep
 from app.api.schemas import ApiSpec, pure
 from app.services import dashboard
 from estimator.engine import DEFAULT_MODE, Mode
-from estimator.spec import FamilyName
+from estimator.spec import PRINTABLE, FamilyName
 
-router = APIRouter(prefix="/v1", tags=["dashboard"])
+router = APIRouter(prefix="/v1", tags=["dashboard"], route_class=ReleasingRoute)
 
 
 class BatchCurveRequest(BaseModel):
@@ -47,7 +47,7 @@ def read_overview(session: SessionDep) -> Any:
 @router.get("/measurements/summary", summary="Error statistics of estimated-vs-measured pairs")
 def read_measurement_summary(
     session: SessionDep,
-    device: Annotated[str | None, Query(max_length=128)] = None,
+    device: Annotated[str | None, Query(max_length=128, pattern=PRINTABLE)] = None,
     family: Annotated[FamilyName | None, Query()] = None,
     mode: Annotated[Mode | None, Query()] = None,
 ) -> Any:
