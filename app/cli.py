@@ -16,6 +16,7 @@ from app import exits
 from app.cli_errors import run_command
 from app.cli_options import (
     ALL_SPEC_FLAGS,
+    BasisOpt,
     DeviceOpt,
     JsonOpt,
     ModeOpt,
@@ -34,7 +35,10 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="phymem",
-    help="GPU memory for training end-to-end learned physical layers.",
+    help="GPU memory for training end-to-end learned physical layers. Framework mode (the "
+    "default) was traced on TensorFlow 2.21's CPU BFC allocator (basis "
+    "tensorflow-2.21-cpu-bfc); a GPU estimate is that allocator model plus the device's "
+    "calibrated context.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -206,20 +210,25 @@ def _solve(
     device: str | None,
     mode: str,
     as_json: bool,
+    basis: str = "upper",
 ) -> None:
     def body() -> None:
+        from app.specio import parse_basis, verdict_calibration
         from estimator import search
         from estimator.spec import FamilySpec
 
         spec = _build_spec(spec_file, flags)
         vram_bytes, target = _vram(vram, device)
         chosen = _mode(mode)
+        judged = parse_basis(basis)
+        calibrated = verdict_calibration(device, chosen)
         if kind == "batch":
-            answer = search.max_batch(spec, vram_bytes, chosen)
+            answer = search.max_batch(spec, vram_bytes, chosen, judged, calibrated)
         elif not isinstance(spec, FamilySpec):
             raise UsageError(f"max-{kind} needs a family spec (--family)")
         else:
-            answer = (search.max_nt if kind == "nt" else search.max_k)(spec, vram_bytes, chosen)
+            solve = search.max_nt if kind == "nt" else search.max_k
+            answer = solve(spec, vram_bytes, chosen, judged, calibrated)
         if as_json:
             typer.echo(
                 json.dumps(
@@ -228,6 +237,10 @@ def _solve(
                         "vram_bytes": vram_bytes,
                         "target": target,
                         "mode": chosen,
+                        "basis": judged,
+                        "calibration": "none"
+                        if calibrated is None or calibrated.source == "none"
+                        else f"{calibrated.source} ({calibrated.pairs} pairs)",
                     }
                 )
             )
@@ -250,9 +263,10 @@ def _search_command(kind: str, summary: str, names: tuple[str, ...], **fixed: An
         vram: VramOpt = None,
         device: DeviceOpt = None,
         mode: ModeOpt = DEFAULT_MODE,
+        basis: BasisOpt = "upper",
         as_json: JsonOpt = False,
     ) -> None:
-        _solve(kind, spec_file, flags, vram, device, mode, as_json)
+        _solve(kind, spec_file, flags, vram, device, mode, as_json, basis)
 
     app.command(f"max-{kind}", help=summary)(command)
 
@@ -261,18 +275,18 @@ def _search_command(kind: str, summary: str, names: tuple[str, ...], **fixed: An
 _SEARCH_FLAGS = ("family", "k", "nt", "batch", "precision", "optimizer")
 _search_command(
     "batch",
-    "The largest batch that fits a memory size or a device.",
+    "The largest B such that every batch 1..B fits a memory size or a device.",
     tuple(name for name in ALL_SPEC_FLAGS if name != "batch"),
 )
 _search_command(
     "nt",
-    "The largest number of transmit antennas N_T (N_R = N_T) that fits.",
+    "The largest N_T (N_R = N_T) such that every N_T from 1 up fits.",
     tuple(name for name in _SEARCH_FLAGS if name != "nt"),
     nt=1,
 )
 _search_command(
     "k",
-    "The largest bits per antenna k that fits.",
+    "The largest bits per antenna k such that every k from 1 up fits.",
     tuple(name for name in _SEARCH_FLAGS if name != "k"),
     k=1,
 )

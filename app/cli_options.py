@@ -26,6 +26,13 @@ PrecisionOpt = Annotated[str | None, typer.Option(help="fp32 | mixed")]
 OptimizerOpt = Annotated[str | None, typer.Option(help="none | sgd | momentum | adam")]
 EmbeddingOpt = Annotated[int | None, typer.Option(help="Embedding size E (ae-embedding).")]
 ModeOpt = Annotated[str, typer.Option(help="paper | framework")]
+BasisOpt = Annotated[
+    str,
+    typer.Option(
+        help="What a fit is judged on: upper (default: the estimate's upper_bytes, a bound no "
+        "execution order exceeds) | expected (peak_bytes, the layout most processes take)."
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 SpecArg = Annotated[
     Path | None, typer.Argument(help="A YAML or JSON spec file (instead of flags).")

@@ -77,7 +77,17 @@ def _print_pair(result: dict[str, Any]) -> None:
 
     typer.echo(f"device:    {result.get('device')} ({result.get('tf_device') or '-'})")
     typer.echo(f"estimate:  {gib(result.get('estimate_bytes'))} [{result.get('estimate_mode')}]")
-    typer.echo(f"measured:  {gib(result.get('measured_bytes'))} [{result.get('status')}]")
+    if result.get("upper_bytes") is not None:
+        typer.echo(f"upper:     {gib(result.get('upper_bytes'))} [{result.get('basis')}]")
+    runs = result.get("runs") or []
+    label = f"median of {len(runs)} runs, " if len(runs) > 1 else ""
+    typer.echo(f"measured:  {gib(result.get('measured_bytes'))} [{label}{result.get('status')}]")
+    if len(runs) > 1:
+        typer.echo(
+            f"spread:    min {gib(result.get('measured_min_bytes'))}, "
+            f"max {gib(result.get('measured_max_bytes'))}; "
+            f"all within upper: {result.get('within_upper')}"
+        )
     if result.get("error_pct") is not None:
         typer.echo(f"error:     {result['error_pct']:+.2f}% (estimate vs measured)")
     if result.get("step_time_s") is not None:
@@ -92,14 +102,23 @@ def _profile_locally(
     steps: int,
     memory_limit: int | None,
     timeout_s: float,
+    runs: int = 1,
+    time_budget_s: float | None = None,
 ) -> dict[str, Any]:
+    """`runs` fresh processes, one after another, combined (app.worker.profile.combine)."""
     from app.worker import profile
 
     estimate = profile.estimate_dict(spec, mode)
-    measurement = profile.measure(
-        spec, steps=steps, memory_limit_bytes=memory_limit, timeout_s=timeout_s
+    measurements = profile.measure_runs(
+        spec,
+        runs,
+        steps=steps,
+        memory_limit_bytes=memory_limit,
+        timeout_s=timeout_s,
+        time_budget_s=time_budget_s,
     )
-    return profile.pair(estimate, measurement, device_class="cpu")
+    pairs = [profile.pair(estimate, m, device_class="cpu") for m in measurements]
+    return profile.combine(pairs)
 
 
 def _submit(
@@ -230,11 +249,22 @@ def profile(
         typer.Option(help="Estimate mode: paper | framework (default framework if present)."),
     ] = None,
     steps: Annotated[int, typer.Option(min=1, max=100, help="Measured steps.")] = 3,
+    runs: Annotated[
+        int,
+        typer.Option(min=1, max=50, help="Fresh processes (each lands on one allocator layout)."),
+    ] = 3,
+    time_budget: Annotated[
+        float,
+        typer.Option(
+            help="Seconds of predicted compute a run may take: fewer measured steps, or a "
+            "refusal naming what would run it (float16 on AVX512-FP16 CPUs is slow)."
+        ),
+    ] = 60.0,
     memory_limit: Annotated[
         str | None,
         typer.Option(help="Cap the measuring process's memory, e.g. 2GiB (OOM if exceeded)."),
     ] = None,
-    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 1800,
+    timeout: Annotated[float, typer.Option(help="Give up on a run after this many seconds.")] = 600,
     submit: Annotated[
         bool, typer.Option("--submit", help="Queue it on the service instead.")
     ] = False,
@@ -255,34 +285,52 @@ def profile(
 ) -> None:
     """Measure one spec's training peak and compare it with the estimate.
 
-    Locally (default) the measurement runs on this machine's CPU in a fresh process;
-    with --submit the job is queued on the service and run by a worker. Exit 0 when the
-    measurement succeeded, 1 when it ran out of memory or failed, 2 on invalid input.
+    Locally (default) each of --runs measurements runs on this machine's CPU in its own
+    fresh process (processes land on different allocator layouts), reported as median,
+    min and max beside the estimate's peak_bytes and upper_bytes; with --submit, --runs
+    jobs are queued on the service and run by a worker (one stored measurement each).
+    Framework mode's allocation model was traced on TensorFlow 2.21's CPU BFC allocator
+    (basis tensorflow-2.21-cpu-bfc); a GPU estimate is that allocator model plus the
+    device's calibrated context. Exit 0 when every run succeeded, 1 when one ran out of
+    memory, failed or was refused, 2 on invalid input.
     """
     outcome: dict[str, Any] = {}
 
     def body() -> None:
         from app.specio import build_spec, parse_mode
+        from app.worker import profile as profiling
 
         spec = build_spec(spec_file, flags)
         chosen = None if mode is None else parse_mode(mode)
         limit = _parse_limit(memory_limit)
+        basis = str(profiling.estimate_dict(spec, chosen).get("basis") or "")
+        warning = profiling.tensorflow_warning(basis)
+        if warning is not None:
+            typer.echo(f"phymem: warning: {warning}", err=True)
+        result: dict[str, Any] | None
         if submit:
-            result = _submit(
-                spec,
-                url=url,
-                api_key=api_key,
-                device_class=device_class,
-                mode=chosen,
-                steps=steps,
-                memory_limit=limit,
-                wait=wait,
-                timeout_s=timeout,
-                as_json=as_json,
-            )
+            submitted = [
+                _submit(
+                    spec,
+                    url=url,
+                    api_key=api_key,
+                    device_class=device_class,
+                    mode=chosen,
+                    steps=steps,
+                    memory_limit=limit,
+                    wait=wait,
+                    timeout_s=timeout,
+                    as_json=as_json,
+                )
+                for _ in range(runs)
+            ]
+            done = [r for r in submitted if r is not None]
+            result = profiling.combine(done) if done else None
         else:
-            result = _profile_locally(spec, chosen, steps, limit, timeout)
+            result = _profile_locally(spec, chosen, steps, limit, timeout, runs, time_budget)
         if result is not None:
+            if warning is not None:
+                result["warnings"] = [warning]
             outcome.update(result)
 
     run_command(body)

@@ -21,10 +21,17 @@ FORMATS = ("text", "json", "junit")
 
 
 def run_gate(
-    spec_files: list[Path], vram: str | None, device: str | None, mode: str, output_format: str
+    spec_files: list[Path],
+    vram: str | None,
+    device: str | None,
+    mode: str,
+    output_format: str,
+    basis: str = "upper",
 ) -> tuple[int, str]:
-    """Exit code and report; raises UsageError on bad input."""
-    from app.specio import read_spec_quickly
+    """Exit code and report; raises UsageError on bad input.
+
+    A named device is judged with its prior calibration (estimator.gate's one rule)."""
+    from app.specio import parse_basis, read_spec_quickly, verdict_calibration
     from estimator import gate
 
     if output_format not in FORMATS:
@@ -33,8 +40,11 @@ def run_gate(
         raise UsageError("give at least one spec file")
     vram_bytes, _ = resolve_vram(vram, device)
     chosen = parse_mode(mode)
+    judged = parse_basis(basis)
+    calibrated = verdict_calibration(device, chosen)
     verdicts = [
-        gate.check(str(path), read_spec_quickly(path), vram_bytes, chosen) for path in spec_files
+        gate.check(str(path), read_spec_quickly(path), vram_bytes, chosen, calibrated, judged)
+        for path in spec_files
     ]
     render = {"text": gate.render_text, "json": gate.render_json, "junit": gate.render_junit}
     code = EXIT_FITS if all(v.fits for v in verdicts) else EXIT_EXCEEDS
@@ -51,7 +61,18 @@ def parser(with_help: bool = True) -> argparse.ArgumentParser:
     gate.add_argument("spec_files", nargs="*", type=Path, help="Spec files (YAML or JSON).")
     gate.add_argument("--vram", help="Memory size, e.g. 80GiB or 40GB.")
     gate.add_argument("--device", help="A device name, e.g. a100-80gb.")
-    gate.add_argument("--mode", default=DEFAULT_MODE, help="framework | paper")
+    gate.add_argument(
+        "--mode",
+        default=DEFAULT_MODE,
+        help="framework (traced on TensorFlow 2.21's CPU BFC allocator; on a GPU, that model "
+        "plus the device's calibrated context) | paper",
+    )
+    gate.add_argument(
+        "--basis",
+        default="upper",
+        help="upper (default: upper_bytes, a bound no execution order exceeds) | expected "
+        "(peak_bytes)",
+    )
     gate.add_argument("--format", dest="output_format", default="text", help="text|json|junit")
     gate.add_argument("--debug", action="store_true", help="Traceback of an internal error.")
     return gate
@@ -64,7 +85,12 @@ def main(argv: list[str]) -> int:
         options = arguments.parse_args(argv)
         set_debug(options.debug)
         code, report = run_gate(
-            options.spec_files, options.vram, options.device, options.mode, options.output_format
+            options.spec_files,
+            options.vram,
+            options.device,
+            options.mode,
+            options.output_format,
+            options.basis,
         )
     except UsageError as error:
         print(f"phymem: error: {error}", file=sys.stderr)

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from estimator.calibration import Calibration
     from estimator.engine import Mode
+    from estimator.gate import Basis
     from estimator.spec import FamilySpec, ModelSpec
 
 
@@ -135,6 +137,29 @@ def parse_mode(value: str) -> Mode:
     if value not in MODES:
         raise UsageError(f"--mode: must be one of {', '.join(MODES)}, not {value!r}")
     return value
+
+
+def parse_basis(value: str) -> Basis:
+    from estimator.gate import parse_basis as parse
+
+    try:
+        return parse(value)
+    except ValueError as error:
+        raise UsageError(f"--{error}") from None
+
+
+def verdict_calibration(device: str | None, mode: Mode) -> Calibration | None:
+    """A named device's prior calibration (estimator.gate's rule for every surface)."""
+    from estimator.devices import get_device
+    from estimator.gate import device_calibration
+
+    if device is None:
+        return None
+    try:
+        name = get_device(device).name
+    except ValueError as error:
+        raise UsageError(f"--device: {error}") from None
+    return device_calibration(name, mode)
 
 
 def resolve_vram(vram: str | None, device: str | None) -> tuple[int, str]:

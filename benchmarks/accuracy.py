@@ -55,7 +55,7 @@ def label(spec: AnySpec) -> str:
         extra = "".join(
             f" {name}={getattr(spec, name)}"
             for name in ("nr", "n", "ht", "hr", "embedding_size")
-            if name in spec.model_fields_set
+            if getattr(spec, name) != FamilySpec.model_fields[name].default
         )
         shape = f"{spec.family} k={spec.k} nt={spec.nt}{extra}"
     else:
@@ -135,7 +135,7 @@ def measure(args: argparse.Namespace) -> int:
 
 def _upper(result: Any) -> int:
     """The estimate's bound over execution orders (`upper_bytes`)."""
-    return int(getattr(result, "upper_bytes", result.total_bytes))  # until fw lands it
+    return int(result.upper_bytes)
 
 
 def rows_for(specs: list[AnySpec], stored: dict[str, Any], runs: int) -> list[dict[str, Any]]:
@@ -217,13 +217,11 @@ def section(title: str, rows: list[dict[str, Any]], runs: int) -> list[str]:
             among = [r for r in rows if r[key] == value]
             name = value if key in ("band", "precision") else f"{key} {value}"
             lines.append(_summary_row(name, summarize(among)))
-    missing = [r for r in rows if len(r["runs"]) < runs]
+    counts = sorted({len(r["runs"]) for r in rows})
+    spread = ", ".join(f"{sum(len(r['runs']) == n for r in rows)} with {n}" for n in counts)
     lines += [
         "",
-        f"Configs with fewer than {runs} successful runs: {len(missing)}"
-        + (" (" + "; ".join(f"{r['config']}: {len(r['runs'])}" for r in missing) + ")")
-        if missing
-        else f"Configs with fewer than {runs} successful runs: 0",
+        f"Successful runs per config (target {runs}): {spread}.",
         "",
         "| config | runs (bytes) | median | peak_bytes | error | upper_bytes | upper / median "
         "| covered | paper error | step s |",

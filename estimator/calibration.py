@@ -10,7 +10,6 @@ at about 0.7 GB above its estimate.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from statistics import median
 from typing import Literal
 
 Source = Literal["none", "prior", "fit"]
@@ -49,12 +48,19 @@ def _residual(pairs: list[Pair], scale: float, offset: float) -> float:
     return sum((p.measured_bytes - (scale * p.estimate_bytes + offset)) ** 2 for p in pairs)
 
 
+def prior(device: str, mode: str) -> Calibration:
+    """The device's calibration before anything was measured on it (the fit verdicts' rule)."""
+    return fit(device, mode, [])
+
+
 def fit(device: str, mode: str, pairs: list[Pair]) -> Calibration:
     """The calibration the pairs support (the prior, or nothing, when there are none)."""
     if not pairs:
         prior = PRIORS.get((device, mode))
         source: Source = "none" if prior is None else "prior"
         return Calibration(device, mode, prior or 0, 1.0, 0, source)
+    from statistics import median  # not at import: the gate's start-up reads priors only
+
     offset = median(p.measured_bytes - p.estimate_bytes for p in pairs)
     scale = 1.0
     estimates = [float(p.estimate_bytes) for p in pairs]

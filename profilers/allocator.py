@@ -256,8 +256,22 @@ def measure_in_subprocess(
     timeout_s: float | None = 1800,
     seed: int = 0,
     warm_up_steps: int = WARM_UP_STEPS,
+    time_budget_s: float | None = None,
 ) -> Measurement:
-    """Run `measure` in a fresh Python process; failures come back as a status."""
+    """Run `measure` in a fresh Python process; failures come back as a status.
+
+    With `time_budget_s`, the step count is first fitted to the budget by
+    `profilers.budget.plan_steps` (fewer measured steps, down to one), and a spec whose
+    steps cannot fit it is refused (status "failed", the reason naming what would run it)
+    before any process starts.
+    """
+    if time_budget_s is not None:
+        from profilers.budget import plan_steps
+
+        planned = plan_steps(spec, steps, warm_up_steps, time_budget_s, device)
+        if planned.refused is not None:
+            return Measurement(status="failed", device=device, error=planned.refused)
+        steps = planned.steps
     command = [sys.executable, "-m", "profilers.allocator", "--steps", str(steps)]
     command += ["--warm-up-steps", str(warm_up_steps)]
     command += ["--device", device, "--seed", str(seed)]

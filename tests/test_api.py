@@ -309,12 +309,12 @@ def test_max_batch(client: Any) -> None:
     batch = body["max_batch"]
     assert batch > 0 and body["total_bytes"] <= vram
 
-    def total(batch: int) -> int:
+    def upper(batch: int) -> int:  # the default basis judges upper_bytes
         response = client.post("/v1/estimates", json=spec | {"batch": batch})
         assert response.status_code == 200, response.text
-        return int(response.json()["total_bytes"])
+        return int(response.json()["upper_bytes"])
 
-    assert total(batch) == body["total_bytes"] <= vram < total(batch + 1)  # framework mode
+    assert upper(batch) == body["total_bytes"] == body["upper_bytes"] <= vram < upper(batch + 1)
     tiny = client.post("/v1/max-batch", json={"vram": "1MiB", "spec": spec}).json()
     assert tiny["max_batch"] == 0 and tiny["fits"] is False and tiny["total_bytes"] is None
 

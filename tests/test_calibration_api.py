@@ -56,7 +56,9 @@ def test_unknown_device_is_404_problem(client):
     assert response.headers["content-type"].startswith("application/problem+json")
 
 
-def test_gate_on_a_device_judges_the_calibrated_total(client, db_url):
+def test_gate_on_a_device_judges_with_the_prior_only(client, db_url):
+    """Fit verdicts follow one rule on every surface (estimator.gate): a named device's
+    prior calibration; stored pairs change GET .../calibration and estimates, not verdicts."""
     body = {
         "device": "a100-80gb",
         "mode": "paper",
@@ -64,10 +66,12 @@ def test_gate_on_a_device_judges_the_calibrated_total(client, db_url):
     }
     before = client.post("/v1/gate", json=body).json()["verdicts"][0]
     assert before["calibration"] == "prior (0 pairs)"
+    assert before["total_bytes"] == before["upper_bytes"] + A100_PRIOR_OFFSET_BYTES
     _store_pairs(client, db_url, "a100-80gb", gap=10**9)
     after = client.post("/v1/gate", json=body).json()["verdicts"][0]
-    assert after["calibration"] == "fit (3 pairs)"
-    assert after["total_bytes"] - before["total_bytes"] == 10**9 - A100_PRIOR_OFFSET_BYTES
+    assert after == before
+    fitted = client.get("/v1/devices/a100-80gb/calibration", params={"mode": "paper"}).json()
+    assert fitted["source"] == "fit"
     by_size = client.post("/v1/gate", json={**body, "device": None, "vram": "80GiB"}).json()
     assert by_size["verdicts"][0]["calibration"] == "none"
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_val
 
 from estimator.calibration import Calibration
 from estimator.engine import DEFAULT_MODE, Breakdown, LayerEstimate, Mode
+from estimator.gate import DEFAULT_BASIS, Basis
 from estimator.spec import PRINTABLE, FamilySpec, ModelSpec
 from estimator.sweep import Grid
 
@@ -171,6 +172,19 @@ class EstimateOut(_Totals):
     mode: str
     engine_version: str
     batch: int
+    upper_bytes: int | None = Field(
+        default=None,
+        description="A bound no execution order of the step exceeds (paper mode: the total); "
+        "what fit verdicts judge by default.",
+    )
+    upper_bytes_decimal: str | None = None
+    upper_gib: float | str | None = None
+    basis: str | None = Field(
+        default=None,
+        description="What the counts rest on: 'tensorflow-2.21-cpu-bfc' (framework mode: "
+        "TensorFlow 2.21's CPU BFC allocator, traced; on a GPU plus the device's calibrated "
+        "context) or 'paper-equations'.",
+    )
     breakdown: BreakdownOut
     layers: list[LayerRow]
     created_at: datetime
@@ -223,6 +237,12 @@ class _Target(BaseModel):
         examples=["80GiB"],
     )
     mode: Mode = ModeField
+    basis: Basis = Field(
+        default=DEFAULT_BASIS,
+        description="What a fit is judged on: 'upper' (default), the estimate's upper_bytes, "
+        "a bound no execution order of the step exceeds; 'expected', its peak_bytes, the "
+        "layout most processes take.",
+    )
 
 
 class NamedSpec(BaseModel):
@@ -244,9 +264,12 @@ class VerdictOut(_Totals):
     vram_bytes: int
     reason: str
     calibration: str = Field(
-        description="The device calibration applied to the estimate: 'none', or its source "
-        "('prior' or 'fit') and how many measured pairs back it."
+        description="The device calibration applied to the estimate: 'none', or 'prior (0 "
+        "pairs)' (fit verdicts use a named device's prior calibration only)."
     )
+    basis: str = Field(description="'upper' or 'expected': what total_bytes is.")
+    peak_bytes: int = Field(description="The estimate's expected peak (uncalibrated).")
+    upper_bytes: int = Field(description="The estimate's upper bound (uncalibrated).")
 
 
 class GateOut(BaseModel):
@@ -254,6 +277,7 @@ class GateOut(BaseModel):
     device: str | None
     vram_bytes: int
     mode: str
+    basis: str
     engine_version: str
     verdicts: list[VerdictOut]
 
@@ -263,13 +287,22 @@ class MaxBatchRequest(_Target):
 
 
 class MaxBatchOut(BaseModel):
-    max_batch: int = Field(description="Largest batch that fits; 0 when not even 1 does.")
+    max_batch: int = Field(
+        description="Largest B such that every batch 1..B fits (by the basis); 0 when not "
+        "even 1 does."
+    )
     fits: bool
     device: str | None
     vram_bytes: int
     mode: str
+    basis: str
+    calibration: str
     engine_version: str
-    total_bytes: int | None = Field(description="The estimate at max_batch.")
+    peak_bytes: int | None = Field(description="The expected peak at max_batch.")
+    upper_bytes: int | None = Field(description="The upper bound at max_batch.")
+    total_bytes: int | None = Field(
+        description="What was judged at max_batch: the basis's bytes, calibration applied."
+    )
     total_bytes_decimal: str | None
     total_gib: float | str | None
 

@@ -10,17 +10,18 @@ from sqlalchemy.orm import Session
 from app.core.limits import charge, check_budget, framework_units
 from app.db.models import Device
 from app.db.session import release
-from app.services.calibration import calibration
 from app.services.estimates import charge_framework, engine_call, layer_count, totals
+from estimator.calibration import Calibration
 from estimator.engine import ENGINE_VERSION, Mode, cached_plan
 from estimator.errors import InvalidInput as invalid
-from estimator.gate import check
-from estimator.search import max_batch
+from estimator.gate import Basis, check, device_calibration, required_bytes
+from estimator.search import MAX_EXPECTED_SCAN, max_batch
 from estimator.spec import MAX_MESSAGE_BITS, AnySpec, FamilySpec
 from estimator.sweep import Grid, sweep
 from estimator.units import GIB, parse_size
 
-# Evaluations one largest-batch search may make (a doubling then a bisection over 2^62).
+# Evaluations one largest-batch search may make on the upper basis (an interpolation
+# search, bisection where it stalls); the expected basis may check MAX_EXPECTED_SCAN more.
 MAX_BATCH_PROBES = 64
 _GRID_LISTS = ("family", "k", "nt", "batch", "precision", "optimizer")
 
@@ -115,15 +116,21 @@ def resolve_memory(
     return found.name, found.memory_bytes
 
 
+def verdict_calibration(device: str | None, mode: Mode) -> Calibration | None:
+    """The one rule of every fit verdict (estimator.gate): a named device's prior only."""
+    return device_calibration(device, mode)
+
+
 def gate(
     session: Session,
     specs: list[tuple[str | None, AnySpec]],
     device: str | None,
     vram: str | None,
     mode: Mode,
+    basis: Basis = "upper",
 ) -> dict[str, Any]:
     name, vram_bytes = resolve_memory(session, device, vram)
-    calibrated = None if name is None else calibration(session, name, mode)
+    calibrated = verdict_calibration(name, mode)
     release(session)
     charge_framework(mode, [spec for _, spec in specs], 1, "specs", f"a gate of {len(specs)} specs")
     verdicts = []
@@ -137,6 +144,7 @@ def gate(
             vram_bytes,
             mode,
             calibrated,
+            basis,
             field=f"specs.{index}",
         )
         verdicts.append(
@@ -146,6 +154,9 @@ def gate(
                 "vram_bytes": verdict.vram_bytes,
                 "reason": verdict.reason,
                 "calibration": verdict.calibration,
+                "basis": verdict.basis,
+                "peak_bytes": verdict.peak_bytes,
+                "upper_bytes": verdict.upper_bytes,
                 **totals(verdict.total_bytes),
             }
         )
@@ -154,27 +165,53 @@ def gate(
         "device": name,
         "vram_bytes": vram_bytes,
         "mode": mode,
+        "basis": basis,
         "engine_version": ENGINE_VERSION,
         "verdicts": verdicts,
     }
 
 
 def largest_batch(
-    session: Session, spec: AnySpec, device: str | None, vram: str | None, mode: Mode
+    session: Session,
+    spec: AnySpec,
+    device: str | None,
+    vram: str | None,
+    mode: Mode,
+    basis: Basis = "upper",
 ) -> dict[str, Any]:
     name, vram_bytes = resolve_memory(session, device, vram)
+    calibrated = verdict_calibration(name, mode)
     release(session)
-    charge_framework(mode, [spec], MAX_BATCH_PROBES, "spec", "this largest-batch search")
-    batch: int = engine_call(mode, max_batch, spec, vram_bytes, mode, field="spec")
-    at_max: dict[str, Any] = {"total_bytes": None, "total_bytes_decimal": None, "total_gib": None}
+    probes = MAX_BATCH_PROBES + (MAX_EXPECTED_SCAN if basis == "expected" else 0)
+    charge_framework(mode, [spec], probes, "spec", "this largest-batch search")
+    batch: int = engine_call(
+        mode, max_batch, spec, vram_bytes, mode, basis, calibrated, field="spec"
+    )
+    at_max: dict[str, Any] = {
+        "total_bytes": None,
+        "total_bytes_decimal": None,
+        "total_gib": None,
+        "peak_bytes": None,
+        "upper_bytes": None,
+    }
     if batch > 0:
-        at_max = totals(engine_call(mode, lambda: cached_plan(spec, mode).total_bytes(batch)))
+        plan = engine_call(mode, cached_plan, spec, mode)
+        at_max = {
+            **totals(required_bytes(plan, batch, basis, calibrated)),
+            "peak_bytes": plan.total_bytes(batch),
+            "upper_bytes": plan.upper_bytes(batch),
+        }
+    applied = "none"
+    if calibrated is not None and calibrated.source != "none":
+        applied = f"{calibrated.source} ({calibrated.pairs} pairs)"
     return {
         "max_batch": batch,
         "fits": batch > 0,
         "device": name,
         "vram_bytes": vram_bytes,
         "mode": mode,
+        "basis": basis,
+        "calibration": applied,
         "engine_version": ENGINE_VERSION,
         **at_max,
     }

@@ -72,7 +72,7 @@ def create_gate(
     request: Annotated[GateRequest, Body(openapi_examples=_GATE_EXAMPLES)], session: SessionDep
 ) -> Any:
     specs = [(item.name, pure(item.spec)) for item in request.specs]
-    return planning.gate(session, specs, request.device, request.vram, request.mode)
+    return planning.gate(session, specs, request.device, request.vram, request.mode, request.basis)
 
 
 @router.post("/max-batch", response_model=MaxBatchOut, summary="The largest batch that fits")
@@ -80,7 +80,9 @@ def create_max_batch(
     request: Annotated[MaxBatchRequest, Body(openapi_examples=_MAX_BATCH_EXAMPLES)],
     session: SessionDep,
 ) -> Any:
-    return planning.largest_batch(session, request.spec, request.device, request.vram, request.mode)
+    return planning.largest_batch(
+        session, request.spec, request.device, request.vram, request.mode, request.basis
+    )
 
 
 @router.get("/devices", response_model=list[DeviceOut], summary="The GPU catalog")
