@@ -3,15 +3,16 @@
 tensorflow/core/grappler/optimizers/memory_optimizer.cc, SchedulingPass: when the graph's
 statically estimated peak exceeds 0.8 x the device's memory limit (256 MiB for TF's CPU
 device: ThreadPoolDevice is created with Bytes(256 << 20); a GPU's limit is its BFC pool),
-every AddN with more than two inputs whose inputs are alive at that static peak is
+every AddN with more than two inputs one of whose inputs is alive at that static peak is
 rewritten into an accumulation into a TemporaryVariable initialised from a zeros tensor.
 The only such AddN here is batch norm's input gradient (direct, through the mean, through
 the variance). Constant folding turns the zeros into a constant that stays allocated
 between steps; the temporary variable lives from the batch norm's backward to the end of
 the step. The rewrite adds reference-typed edges, which the single-threaded executor
 refuses, so profilers.allocator runs such graphs on the default executor (see
-estimator.steps). On the 25-config benchmark grid this predicts exactly which
-measurements fell back to the default executor.
+estimator.steps). On the 25-config benchmark grid and the 101 configs of the wider
+accuracy cache this predicts exactly which measurements fell back to the default executor;
+`python -m profilers.grappler_static SPEC` shows grappler's own estimate for a spec.
 """
 
 from __future__ import annotations
