@@ -11,7 +11,12 @@ from estimator.costs import align_up
 from estimator.engine import cached_plan, estimate, model_for
 from estimator.framework import FrameworkCostModel, simulate
 from estimator.layers import resolve
-from estimator.rewrites import CPU_DEVICE_MEMORY_LIMIT, rewritten_batch_norm
+from estimator.rewrites import (
+    CPU_DEVICE_MEMORY_LIMIT,
+    GRAPPLER_MEMORY_PRESSURE,
+    rewritten_batch_norm,
+    static_peak,
+)
 from estimator.spec import FamilySpec, ModelSpec
 from estimator.steps import StepGenerator, StepPlan
 
@@ -91,6 +96,43 @@ def test_grappler_rewrites_the_addn_only_under_memory_pressure() -> None:
     assert rewritten(FamilySpec(family="bae", k=2, nt=2, batch=2048), 70 * 2**30) is None
     big = estimate(FamilySpec(family="bae", k=2, nt=2, batch=2048), "framework")
     assert any("grappler" in row.note for row in big.layers)
+
+
+def test_grappler_rewrites_only_an_addn_alive_at_the_static_peak() -> None:
+    """SchedulingPass rewrites only the AddNs with an input alive at the static peak.
+
+    Traced with `python -m profilers.grappler_static` (grappler's static estimate of the
+    optimised step graph): ae k=4 nt=3 B=300 sgd peaks at 128.8M, under the 214.7M
+    threshold, and its measured runs kept the single-threaded executor (the earlier rule
+    read 250M and predicted a rewrite); ae-embedding k=6 B=3000 adam peaks at the loss,
+    where no AddN input is alive, and kept it too; bae H_R=4096 B=256 adam peaks at the
+    Dense above batch_norm_9 during its Adam update, with batch_norm_9's first gradient
+    alive, so that AddN (not the last norm's) is the one rewritten.
+    """
+
+    def rewritten(spec: FamilySpec) -> int | None:
+        model = model_for(spec, "framework")
+        return rewritten_batch_norm(model, resolve(model), CPU_DEVICE_MEMORY_LIMIT)
+
+    def layer_names(spec: FamilySpec) -> list[str]:
+        return [layer.type for layer in resolve(model_for(spec, "framework"))]
+
+    ae_sgd = FamilySpec(family="ae", k=4, nt=3, batch=300, optimizer="sgd")
+    model = model_for(ae_sgd, "framework")
+    peak, holder = static_peak(StepPlan(model, resolve(model), None))
+    assert peak < GRAPPLER_MEMORY_PRESSURE * CPU_DEVICE_MEMORY_LIMIT < 250 * 10**6
+    assert rewritten(ae_sgd) is None
+    embedding = FamilySpec(family="ae-embedding", k=6, nt=2, batch=3000, hr=384, ht=128)
+    model = model_for(embedding, "framework")
+    peak, holder = static_peak(StepPlan(model, resolve(model), None))
+    assert peak > GRAPPLER_MEMORY_PRESSURE * CPU_DEVICE_MEMORY_LIMIT and holder is None
+    wide = FamilySpec(family="bae", k=2, nt=2, batch=256, hr=4096, ht=512)
+    norms = [i for i, kind in enumerate(layer_names(wide)) if kind == "batch_norm"]
+    assert rewritten(wide) == norms[-2]  # batch_norm_9, below the 4096 x 4096 Dense
+    assert rewritten(FamilySpec(family="ae", k=6, nt=2, batch=256)) == norms[-1]
+    # the framework estimate of the sgd config is the single-threaded step's
+    ae_estimate = estimate(ae_sgd, "framework")
+    assert not any("grappler" in row.note for row in ae_estimate.layers)
 
 
 def _plan(spec: FamilySpec) -> StepPlan:
@@ -265,3 +307,37 @@ def test_upper_bytes_bounds_the_peak_and_is_reported(spec: FamilySpec | ModelSpe
         assert plan.upper_bytes(batch) >= plan.total_bytes(batch)
     paper = estimate(spec, "paper")
     assert paper.upper_bytes == paper.total_bytes and paper.basis == "paper-equations"
+
+
+@pytest.mark.tensorflow
+def test_grappler_static_probe_agrees_with_the_rewrite_rule() -> None:
+    """Grappler itself, on the real step graph: the sgd config's static peak is below the
+    threshold and nothing is rewritten; ae k=6 adam's peak holds the last norm's AddN input
+    and the full pipeline rewrites it. The model's rule decides the same for both."""
+    pytest.importorskip("tensorflow")
+    import subprocess
+    import sys
+
+    from estimator.spec import canonical_json
+
+    for spec, rewrites in (
+        (FamilySpec(family="ae", k=4, nt=3, batch=300, optimizer="sgd"), False),
+        (FamilySpec(family="ae", k=6, nt=2, batch=256), True),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "profilers.grappler_static", canonical_json(spec)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+        lines = done.stdout.splitlines()
+        assert f"rewritten by the full pipeline: {rewrites}" in lines
+        ratio = float(lines[0].split("(")[1].split(" x")[0])
+        assert (ratio > 1) == rewrites
+        alive = [line for line in lines if line.startswith("AddN ") and "none" not in line]
+        assert bool(alive) == rewrites
+        model = model_for(spec, "framework")
+        assert (
+            rewritten_batch_norm(model, resolve(model), CPU_DEVICE_MEMORY_LIMIT) is not None
+        ) == rewrites
