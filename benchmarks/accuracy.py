@@ -45,7 +45,7 @@ from estimator.units import error_pct
 from profilers.allocator import WARM_UP_STEPS, Measurement, measure_in_subprocess
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_CACHE = Path("/work/wt/_data/accuracy-cache.json")
+DEFAULT_CACHE = HERE / "accuracy-cache.json"  # committed, so anyone can regenerate the report
 HELD_OUT = 40
 BANDS = ((1, 8), (9, 256), (257, 2048), (2049, 5000))
 
@@ -147,6 +147,7 @@ def rows_for(specs: list[AnySpec], stored: dict[str, Any], runs: int) -> list[di
         framework = estimate(spec, "framework")
         row: dict[str, Any] = {
             "config": label(spec),
+            "spec": canonical_json(spec),
             "family": group_family(spec),
             "optimizer": spec.optimizer,
             "precision": spec.precision,
@@ -258,13 +259,14 @@ def report(args: argparse.Namespace) -> int:
     )
     from estimator.engine import engine_version
 
-    basis = getattr(estimate(grid()[0], "framework"), "basis", "unstated")
+    basis = estimate(grid()[0], "framework").basis
+    cache_path = os.path.relpath(args.cache)
     lines = [
         "# Estimator accuracy against TensorFlow's allocator peak",
         "",
         "- Measured by: `PYTHONPATH=. nice -n 10 .venv/bin/python -m benchmarks.accuracy "
-        f"measure --new-seed` (cache `{args.cache}`); this report by "
-        f"`PYTHONPATH=. .venv/bin/python -m benchmarks.accuracy report --cache {args.cache}`",
+        f"measure --new-seed` (cache `{cache_path}`, committed); this report by "
+        f"`PYTHONPATH=. .venv/bin/python -m benchmarks.accuracy report --cache {cache_path}`",
         f"- Held-out seed: **{seed}** (drawn {cache.get('heldout_started', '?')}); "
         f"report written {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}; "
         f"engine {engine_version()}, framework basis `{basis}`",
@@ -302,6 +304,7 @@ def report(args: argparse.Namespace) -> int:
         fields = [
             "set",
             "config",
+            "spec",
             "family",
             "optimizer",
             "precision",
