@@ -1,9 +1,8 @@
 """Measure the allocator peak of training steps, in a fresh process.
 
 `measure(spec)` builds the model with `profilers.builders`, runs `warm_up_steps` (3)
-warm-up steps (the first traces the step function and creates the optimizer slots; with
-only one, the two measured steps of one process differed by up to 9%; with three they
-agree to within 0.2% in 108 of 125 grid runs), then, for each of `steps` steps, resets the
+warm-up steps (the first traces the step function and creates the optimizer slots; the
+allocator's layout settles over the next two), then, for each of `steps` steps, resets the
 allocator statistics and reads `tf.config.experimental.get_memory_info(device)["peak"]`.
 The reported `peak_bytes` is the largest of these per-step peaks: everything alive at the
 worst moment of a step (weights, optimizer slots, the input batch and labels, activations
@@ -12,53 +11,41 @@ kept for the backward pass, gradients and temporaries).
 A measurement must not share a process with another one (TensorFlow's allocators,
 thread pools and caches persist), so callers use `measure_in_subprocess`, which runs
 `python -m profilers.allocator` with the spec as JSON on stdin and reads one JSON line
-back. A `ResourceExhaustedError` or `MemoryError` in the child, or a child killed by
-SIGKILL (the kernel's OOM killer), comes back as status "oom"; any other failure as
-"failed". The caller never crashes.
+back. Out of memory is told by type: a `ResourceExhaustedError` or `MemoryError` caught in
+the child, a child killed by SIGKILL (the kernel's OOM killer) or aborted by an uncaught
+`std::bad_alloc` (`crash_status`); any other failure is "failed". The caller never
+crashes. A memory limit is the process's address space on a CPU and TensorFlow's
+per-device allocator limit on a GPU (`memory_limit_kind`).
 
-Determinism (repeated fresh-process runs must give the same bytes), chosen by experiment
-on TF 2.21 (see benchmarks/accuracy.md for the spread):
+Repeatable measurements (fresh processes of one spec should give the same bytes) rest on:
 
-- oneDNN stays on (TF's default kernels) and the CPU allocator is TF's BFC allocator
+- oneDNN on (TF's default kernels) and TF's BFC allocator for the CPU
   (`TF_CPU_ALLOCATOR_USE_BFC=true`, the allocator GPUs use: 256-byte rounding, chunk
-  reuse). Without it, oneDNN's allocator sends tensors below its large-size threshold to
-  a malloc pool whose bytes `get_memory_info` does not count (a small model reads 0).
-  The same BFC allocator with oneDNN off varied by up to 12% between runs.
-- Inter- and intra-op thread pools are pinned to one thread before any op runs.
-- The step function runs on TF's single-threaded executor
-  (`function_executor_type("SINGLE_THREADED_EXECUTOR")`): the ops of the traced step run
-  one by one in one topological order (fixed within a process; see below). With the
-  default executor the calling thread and the pool thread still race, so the order of
-  allocations (and the peak) changed from run to run (165.2M / 177.7M / 199.8M bytes
-  for ae k=4 nt=2 B=256). Graphs the single-threaded executor refuses (reference-typed
-  edges, v1 control flow) fall back to the default executor; `Measurement.executor`
-  says which one ran.
+  reuse). oneDNN's own allocator would send small tensors to a malloc pool that
+  `get_memory_info` does not count.
+- Inter- and intra-op thread pools pinned to one thread before any op runs
+  (`pin_threads`, which refuses to measure when it cannot).
+- TF's single-threaded executor for the step function
+  (`function_executor_type("SINGLE_THREADED_EXECUTOR")`): the traced step's ops run one
+  by one in one topological order, where the default executor's calling and pool threads
+  race. Graphs it refuses (reference-typed edges, v1 control flow) fall back to the
+  default executor; `Measurement.executor` says which one ran.
 - `PYTHONHASHSEED=0` and a `gc.collect()` before each measured step, so Python-side
-  ordering and garbage collection of eager tensors do not move between runs.
-- The input batch and labels are always copied into TF's allocator (`_batch_tensor`):
-  `tf.constant(ndarray)` copies the array with numpy (malloc'd, so its address varies
-  between processes) and TF aliases that copy when it is 64-byte aligned and copies it
-  into the allocator otherwise, so each of x and y was in the allocator in some processes
-  only (traced: the first divergence of two processes' allocation sequences, bae k=6
-  nt=2 B=256, 150.9M vs 159.5M).
-- The optimizer's slot variables are created eagerly when the model is built
-  (`profilers.builders.build`); Keras otherwise creates them while tracing the first step,
-  and tf.function lifts their initialisers into an `initialize_variables` graph whose op
-  order changed from process to process (the next divergence, 161M / 168M / 195M).
+  ordering and garbage collection of eager tensors are the same in every process.
+- The input batch and labels always copied into TF's allocator (`_batch_tensor`):
+  `tf.constant(ndarray)` aliases a numpy copy when it happens to be 64-byte aligned and
+  copies it into the allocator otherwise, which would differ per process.
+- The optimizer's slot variables created eagerly when the model is built
+  (`profilers.builders.build`), not inside a traced initialisation graph whose op order
+  varies per process.
 
-What is left: the step function's graph is still ordered per process. TF's
-single-threaded executor orders (and creates the kernels of, so allocates the constants
-of) the nodes by `GetReversePostOrder(graph)` without a stable comparator; the DFS walks
-each node's out-edges, which TF keeps in a hash set keyed by the Edge pointer once there
-are more than eight (gtl::FlatSet, graph/edgeset.h), so heap addresses decide the order
-of independent nodes (first divergence of two traces after the two fixes above: the order of the
-graph's ~35 constants, some batch-sized). On the grid, 89 of 125 runs now lie within
-0.5% of their config's median (77 before the two fixes), but a minority of processes
-still lands on other layouts (up to 29% apart at batch 256; benchmarks/accuracy.md), so
-the benchmark still takes the median of several processes. Also without effect on that
-spread: `MALLOC_ARENA_MAX=1`; tried earlier: address-space randomisation off (`setarch -R`),
-`tf.config.experimental.enable_op_determinism()`, grappler's memory optimizer off, Keras
-`fit` instead of `train_on_batch`.
+What still varies: the single-threaded executor orders the step graph's nodes by
+`GetReversePostOrder(graph)`, whose DFS walks each node's out-edges from a hash set keyed
+by Edge pointers once a node has more than eight (gtl::FlatSet, graph/edgeset.h), so heap
+addresses decide the order of independent nodes and a minority of processes land on
+other allocator layouts (up to ~29% apart at batch 256). That is why a measurement is the
+median of several fresh processes (`phymem profile --runs`, benchmarks/accuracy.md) and
+why the estimator states an `upper_bytes` beside its expected peak.
 """
 
 from __future__ import annotations
@@ -129,11 +116,42 @@ def parse_spec(text: str) -> FamilySpec | ModelSpec:
 
 
 def pin_threads(tf: Any) -> None:
+    """One inter- and one intra-op thread: repeatable allocation order depends on it, so a
+    process whose runtime already started with other pools refuses to measure."""
     try:
         tf.config.threading.set_inter_op_parallelism_threads(1)
         tf.config.threading.set_intra_op_parallelism_threads(1)
-    except RuntimeError:  # already initialized: keep going, the numbers are still valid
+    except RuntimeError:  # the runtime is initialized; its pools may already be pinned
         pass
+    pools = (
+        tf.config.threading.get_inter_op_parallelism_threads(),
+        tf.config.threading.get_intra_op_parallelism_threads(),
+    )
+    if pools != (1, 1):
+        raise RuntimeError(
+            f"TensorFlow's thread pools could not be pinned to one thread (inter, intra = "
+            f"{pools}): measurements in this process would not repeat"
+        )
+
+
+def memory_limit_kind(device: str) -> str:
+    """How a profile's memory limit is applied on `device`: the process's address space
+    (RLIMIT_AS) on a CPU, TensorFlow's own per-device allocator limit on a GPU, where an
+    address-space limit would only cap the host side."""
+    return "address-space" if device.upper().startswith("CPU") else "device-allocator"
+
+
+def limit_device_memory(tf: Any, device: str, limit_bytes: int) -> None:
+    """Cap a GPU's allocator at `limit_bytes` (before TensorFlow initializes the device)."""
+    kind, _, index = device.upper().partition(":")
+    gpus = tf.config.list_physical_devices(kind)
+    position = int(index or 0)
+    if position >= len(gpus):
+        raise RuntimeError(f"no device {device} to limit (found {len(gpus)} of kind {kind})")
+    megabytes = max(1, limit_bytes // 2**20)  # TensorFlow takes the limit in MiB
+    tf.config.set_logical_device_configuration(
+        gpus[position], [tf.config.LogicalDeviceConfiguration(memory_limit=megabytes)]
+    )
 
 
 def _device_total(device: str) -> int | None:
@@ -202,6 +220,7 @@ def measure(
     device: str = "CPU:0",
     seed: int = 0,
     warm_up_steps: int = WARM_UP_STEPS,
+    device_memory_limit_bytes: int | None = None,
 ) -> Measurement:
     """Measure in this process (call it in a fresh one: see `measure_in_subprocess`)."""
     for key, value in child_env(device).items():
@@ -209,6 +228,8 @@ def measure(
     import tensorflow as tf
 
     pin_threads(tf)
+    if device_memory_limit_bytes is not None:
+        limit_device_memory(tf, device, device_memory_limit_bytes)
     from profilers.builders import build, make_batch
 
     result = Measurement(status="failed", tf_version=tf.__version__, device=device)
@@ -299,14 +320,24 @@ def measure_in_subprocess(
         if line.startswith(RESULT_PREFIX):
             return Measurement.from_dict(json.loads(line[len(RESULT_PREFIX) :]))
     tail = (done.stderr or "")[-2000:]
-    if done.returncode == -signal.SIGKILL:
-        return Measurement(status="oom", device=device, error=f"killed by SIGKILL\n{tail}")
-    oom_markers = ("MemoryError", "ResourceExhaustedError", "std::bad_alloc", "OOM")
-    if any(marker in tail for marker in oom_markers):
-        return Measurement(status="oom", device=device, error=tail)
-    return Measurement(
-        status="failed", device=device, error=f"exit status {done.returncode}\n{tail}"
-    )
+    status = crash_status(done.returncode, tail)
+    return Measurement(status=status, device=device, error=f"exit status {done.returncode}\n{tail}")
+
+
+# libstdc++'s last words when an uncaught exception ends the process: the type it names
+UNCAUGHT_BAD_ALLOC = "terminate called after throwing an instance of 'std::bad_alloc'"
+
+
+def crash_status(returncode: int, stderr_tail: str) -> str:
+    """The status of a child that died before printing its result. Out of memory is told by
+    the signal (SIGKILL: the kernel's OOM killer) or by the type of the uncaught C++
+    exception that aborted it (std::bad_alloc); exceptions Python sees are classified by
+    type in the child itself (`measure`). Anything else is a failure, whatever it says."""
+    if returncode == -signal.SIGKILL:
+        return "oom"
+    if returncode == -signal.SIGABRT and UNCAUGHT_BAD_ALLOC in stderr_tail:
+        return "oom"
+    return "failed"
 
 
 def _main(argv: list[str] | None = None) -> int:
@@ -321,10 +352,11 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", default=None, help="spec JSON (default: read stdin)")
     args = parser.parse_args(argv)
     spec = parse_spec(args.spec if args.spec is not None else sys.stdin.read())
-    if args.memory_limit_bytes is not None:
+    limit = args.memory_limit_bytes
+    if limit is not None and memory_limit_kind(args.device) == "address-space":
         import resource
 
-        resource.setrlimit(resource.RLIMIT_AS, (args.memory_limit_bytes, args.memory_limit_bytes))
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
         result = measure(
             spec,
@@ -332,6 +364,9 @@ def _main(argv: list[str] | None = None) -> int:
             device=args.device,
             seed=args.seed,
             warm_up_steps=args.warm_up_steps,
+            device_memory_limit_bytes=(
+                limit if memory_limit_kind(args.device) == "device-allocator" else None
+            ),
         )
     except MemoryError as error:
         result = Measurement(status="oom", device=args.device, error=f"MemoryError: {error}")

@@ -181,3 +181,49 @@ def test_a_traced_process_replays_exactly_through_the_framework_allocator(tmp_pa
     changed = [dict(event) for event in events]
     changed[10]["requested_bytes"] = int(changed[10]["requested_bytes"]) + 1
     assert first_divergence(events, changed) == 10
+
+
+def test_a_crashed_child_is_oom_only_by_its_signal_or_exception_type() -> None:
+    import signal
+
+    from profilers.allocator import UNCAUGHT_BAD_ALLOC, crash_status
+
+    assert crash_status(-signal.SIGKILL, "") == "oom"
+    assert crash_status(-signal.SIGABRT, f"{UNCAUGHT_BAD_ALLOC}\n  what(): std::bad_alloc") == "oom"
+    # text that merely mentions memory is no evidence of running out of it
+    assert crash_status(1, "ValueError: ZOOM factor; OOM; ResourceExhaustedError") == "failed"
+    assert crash_status(-signal.SIGABRT, "assertion failed") == "failed"
+    assert crash_status(-signal.SIGSEGV, UNCAUGHT_BAD_ALLOC) == "failed"
+
+
+def test_the_memory_limit_follows_the_device() -> None:
+    """A CPU profile is limited by its address space, a GPU one by TensorFlow's allocator
+    limit. The GPU path itself (`limit_device_memory`) needs a GPU and is not run here."""
+    from profilers.allocator import memory_limit_kind
+
+    assert memory_limit_kind("CPU:0") == "address-space"
+    assert memory_limit_kind("cpu:0") == "address-space"
+    assert memory_limit_kind("GPU:0") == "device-allocator"
+    assert memory_limit_kind("GPU:3") == "device-allocator"
+
+
+@pytest.mark.tensorflow
+def test_a_process_whose_thread_pools_cannot_be_pinned_refuses_to_measure() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import tensorflow as tf\n"
+        "tf.config.threading.set_inter_op_parallelism_threads(2)\n"
+        "tf.constant(1.0) + 1.0  # the runtime starts with two inter-op threads\n"
+        "from profilers.allocator import pin_threads\n"
+        "try:\n"
+        "    pin_threads(tf)\n"
+        "except RuntimeError as error:\n"
+        "    print('refused:', error)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=root, timeout=300
+    )
+    assert "refused: TensorFlow's thread pools could not be pinned" in done.stdout, done.stderr
