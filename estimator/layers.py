@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from estimator.spec import LayerSpec, ModelSpec
+    from estimator.spec import BlockLayerSpec, LayerSpec, ModelSpec
 
 
 Shape = tuple[int, ...]  # per sample, channels last (Keras' layout)
@@ -20,7 +21,7 @@ class ResolvedLayer:
     """A layer with its input and output widths (features per sample) known."""
 
     index: int
-    spec: LayerSpec
+    spec: LayerSpec | BlockLayerSpec
     in_features: int
     out_features: int
     trainable_params: int
@@ -71,7 +72,7 @@ def detnet_params(transmitters: int, hidden: int, v: int) -> int:
 
 
 def _layer_shape(
-    layer: LayerSpec, shape: Shape, input_kind: str, index: int
+    layer: LayerSpec | BlockLayerSpec, shape: Shape, input_kind: str, index: int
 ) -> tuple[Shape, int, int]:
     """Output shape, trainable and non-trainable parameter counts of one layer."""
     width = _product(shape)
@@ -125,7 +126,11 @@ def _layer_shape(
 
 
 def _walk(
-    layers: list[LayerSpec], shape: Shape, input_kind: str, prefix: str, top: bool
+    layers: Sequence[LayerSpec | BlockLayerSpec],
+    shape: Shape,
+    input_kind: str,
+    prefix: str,
+    top: bool,
 ) -> list[ResolvedLayer]:
     channel_uses: int | None = None
     resolved: list[ResolvedLayer] = []
