@@ -1,0 +1,162 @@
+"""Stored model size under compression: formats, magnitude pruning, weight clustering.
+
+The model is the list of its weight tensors (`weight_tensors`), whose sizes sum to the
+Keras parameter counts of `estimator.layers`. Sizes are the bytes of the tensors' data
+and the metadata each encoding needs, without any container (a TFLite flatbuffer adds
+its graph, names and alignment; docs/compression.md compares the two). What is modelled:
+
+- fp32, fp16: 4 and 2 bytes per value.
+- int8 (TFLite dynamic range): the kernels of at least `QUANTIZE_MIN_ELEMENTS` values (the
+  converter's default) are int8, with one float32 scale and one int64 zero point per
+  tensor ('tensor') or per output channel ('channel'); everything else stays float32.
+- pruning to sparsity s: in every kernel the floor(s * size) smallest weights are zero
+  (TFMOT's magnitude pruning prunes kernels only). 'dense' storage keeps the zeros;
+  'sparse' stores each kernel as TFLite's sparsity metadata does for CSR: the kernel as a
+  2-D matrix (rows = output channels, columns = the rest), a dense row dimension with
+  rows+1 segment offsets and a sparse column dimension with one column index per nonzero,
+  each index vector in the narrowest of uint8/uint16/int32 that holds its values;
+  'bitmap' stores the nonzeros and one bit per weight saying which are nonzero (about
+  what gzip reaches on the zeros of a dense file, which is how the TFMOT guide and the
+  CsiNet paper report pruned sizes).
+- clustering to C clusters: each kernel stores one index of ceil(log2 C) bits per value
+  (packed) and C centroids (float32, or int8 with the quantized formats plus its scale).
+  TFLite itself stores clustered kernels densely; this is the indices-plus-centroids
+  encoding, which a compressor approaches. Pruned and clustered: zero is one of the C.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import ceil, floor, log2
+from typing import TYPE_CHECKING, Literal
+
+from estimator.layers import leaves
+
+if TYPE_CHECKING:
+    from estimator.layers import ResolvedLayer
+
+Format = Literal["fp32", "fp16", "int8"]
+Scales = Literal["tensor", "channel"]
+Storage = Literal["dense", "sparse", "bitmap"]
+FORMATS: tuple[Format, ...] = ("fp32", "fp16", "int8")
+QUANTIZE_MIN_ELEMENTS = 1024  # TFLite's weights_min_num_elements for dynamic range
+SCALE_BYTES = 4 + 8  # float32 scale + int64 zero point (TFLite QuantizationParameters)
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One weight tensor: `rows` output channels by `size // rows` columns."""
+
+    layer: str
+    name: str
+    size: int
+    rows: int
+    kernel: bool  # a kernel (prunable, clusterable, quantizable); else a bias or a statistic
+
+
+def _layer_tensors(layer: ResolvedLayer) -> list[Tensor]:
+    spec, name = layer.spec, layer.name
+    if spec.type == "dense":
+        found = [Tensor(name, "kernel", layer.in_features * spec.units, spec.units, True)]
+        return found + ([Tensor(name, "bias", spec.units, 1, False)] if spec.use_bias else [])
+    if spec.type == "conv2d":
+        size = spec.kernel * spec.kernel * layer.in_shape[-1] * spec.filters
+        found = [Tensor(name, "kernel", size, spec.filters, True)]
+        return found + ([Tensor(name, "bias", spec.filters, 1, False)] if spec.use_bias else [])
+    if spec.type == "embedding":
+        return [Tensor(name, "embeddings", layer.params, spec.input_dim, True)]
+    if spec.type == "detnet_layer":
+        k, z, v = spec.transmitters, spec.hidden, spec.v
+        return [
+            Tensor(name, "w1", (3 * k + v) * z, z, True),
+            Tensor(name, "b1", z, 1, False),
+            Tensor(name, "w2", z * k, k, True),
+            Tensor(name, "b2", k, 1, False),
+            Tensor(name, "w3", z * v, v, True),
+            Tensor(name, "b3", v, 1, False),
+            Tensor(name, "t", 1, 1, False),
+        ]
+    if layer.params:  # normalisation: per-feature vectors
+        return [Tensor(name, spec.type, layer.params, 1, False)]
+    return []
+
+
+def weight_tensors(layers: list[ResolvedLayer]) -> list[Tensor]:
+    return [tensor for layer in leaves(layers) for tensor in _layer_tensors(layer)]
+
+
+def index_bytes(largest: int) -> int:
+    """The narrowest TFLite index vector (uint8, uint16, int32) holding 0..largest."""
+    if largest < 2**8:
+        return 1
+    if largest < 2**16:
+        return 2
+    return 4
+
+
+def csr_bytes(size: int, rows: int, nonzero: int, value_bytes: int) -> int:
+    """A rows x (size/rows) matrix with `nonzero` values in TFLite's CSR-like encoding."""
+    columns = size // rows
+    segments = (rows + 1) * index_bytes(nonzero)
+    indices = nonzero * index_bytes(columns - 1)
+    return nonzero * value_bytes + segments + indices
+
+
+def tensor_bytes(
+    tensor: Tensor,
+    fmt: Format = "fp32",
+    *,
+    scales: Scales = "tensor",
+    sparsity: float = 0.0,
+    storage: Storage = "dense",
+    clusters: int | None = None,
+) -> int:
+    """Stored bytes of one tensor under one recipe (see the module docstring)."""
+    if not 0 <= sparsity < 1:
+        raise ValueError(f"sparsity: must be in [0, 1), got {sparsity}")
+    if clusters is not None and clusters < 2:
+        raise ValueError(f"clusters: must be at least 2, got {clusters}")
+    float_bytes = 2 if fmt == "fp16" else 4
+    if not tensor.kernel:
+        return tensor.size * float_bytes
+    quantized = fmt == "int8" and tensor.size >= QUANTIZE_MIN_ELEMENTS
+    value_bytes = 1 if quantized else float_bytes
+    metadata = 0
+    if quantized:
+        metadata = SCALE_BYTES * (tensor.rows if scales == "channel" else 1)
+    if clusters is not None:
+        bits = ceil(log2(clusters))
+        centroids = clusters * value_bytes
+        return ceil(tensor.size * bits / 8) + centroids + metadata
+    nonzero = tensor.size - floor(sparsity * tensor.size)
+    if storage == "bitmap":
+        return nonzero * value_bytes + ceil(tensor.size / 8) + metadata
+    if storage == "sparse":
+        return csr_bytes(tensor.size, tensor.rows, nonzero, value_bytes) + metadata
+    return tensor.size * value_bytes + metadata
+
+
+def model_bytes(
+    layers: list[ResolvedLayer],
+    fmt: Format = "fp32",
+    *,
+    scales: Scales = "tensor",
+    sparsity: float = 0.0,
+    storage: Storage = "dense",
+    clusters: int | None = None,
+) -> int:
+    """Stored bytes of every weight tensor of the model under one recipe."""
+    return sum(
+        tensor_bytes(t, fmt, scales=scales, sparsity=sparsity, storage=storage, clusters=clusters)
+        for t in weight_tensors(layers)
+    )
+
+
+def size_table(layers: list[ResolvedLayer]) -> dict[str, int]:
+    """The sizes `phymem estimate` reports: each format, int8 with both scale choices."""
+    return {
+        "fp32": model_bytes(layers, "fp32"),
+        "fp16": model_bytes(layers, "fp16"),
+        "int8_per_tensor": model_bytes(layers, "int8", scales="tensor"),
+        "int8_per_channel": model_bytes(layers, "int8", scales="channel"),
+    }
