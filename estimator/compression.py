@@ -160,3 +160,49 @@ def size_table(layers: list[ResolvedLayer]) -> dict[str, int]:
         "int8_per_tensor": model_bytes(layers, "int8", scales="tensor"),
         "int8_per_channel": model_bytes(layers, "int8", scales="channel"),
     }
+
+
+def compression_summary(layers: list[ResolvedLayer]) -> dict[str, object]:
+    """What `phymem estimate` adds: parameters, stored bytes by format, MACs and FLOPs."""
+    from estimator.flops import flops_summary
+
+    flops = flops_summary(layers)
+    return {
+        "params": sum(layer.params for layer in layers),
+        "size_bytes": size_table(layers),
+        "flops": flops["flops"],
+        "macs": flops["macs"],
+        "macs_per_layer": flops["per_layer"],
+    }
+
+
+def recipe_report(
+    layers: list[ResolvedLayer],
+    *,
+    prune: float = 0.0,
+    quantize: Literal["none", "float16", "dynamic"] = "none",
+    scales: Scales = "tensor",
+    cluster: int | None = None,
+) -> dict[str, object]:
+    """One compression recipe: stored bytes under each storage, against float32."""
+    formats: dict[str, Format] = {"none": "fp32", "float16": "fp16", "dynamic": "int8"}
+    fmt = formats[quantize]
+    baseline = model_bytes(layers, "fp32")
+    storages: tuple[Storage, ...] = ("dense",) if cluster else ("dense", "sparse", "bitmap")
+    sizes = {
+        storage: model_bytes(
+            layers, fmt, scales=scales, sparsity=prune, storage=storage, clusters=cluster
+        )
+        for storage in storages
+    }
+    from estimator.flops import flops_summary
+
+    return {
+        "recipe": {"prune": prune, "quantize": quantize, "scales": scales, "cluster": cluster},
+        "params": sum(layer.params for layer in layers),
+        "fp32_bytes": baseline,
+        "size_bytes": sizes,
+        "reduction": {k: round(1 - v / baseline, 4) for k, v in sizes.items()},
+        # unstructured pruning leaves the dense kernels' MACs (a sparse kernel skips zeros)
+        "macs_dense": flops_summary(layers)["macs"],
+    }

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -204,3 +208,59 @@ def test_paper_mode_counts_the_new_layers_and_framework_mode_refuses_them() -> N
         estimate(model, "framework")
     with pytest.raises(InvalidSpec, match="detnet_layer"):
         estimate(detnet(), "framework")
+
+
+def _phymem(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "app.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_estimate_adds_params_sizes_and_flops() -> None:
+    result = _phymem(
+        "estimate", "--family", "csinet", "--gamma", "1/16", "--mode", "paper", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    layers = resolve(csinet("1/16"))
+    assert data["params"] == sum(r.params for r in layers)
+    assert data["size_bytes"] == size_table(layers)
+    assert data["flops"] == flops_summary(layers)["flops"]
+    assert data["total_bytes"] == estimate(csinet("1/16"), "paper").total_bytes
+    result = _phymem(
+        "estimate", "--family", "detnet", "--layers", "50", "--mode", "paper", "--json"
+    )
+    assert json.loads(result.stdout)["params"] == 50 * 25821
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--family", "csinet", "--gamma", "1/4"], "framework mode has no traced model of"),
+        (["--family", "csinet", "--gamma", "1/8", "--mode", "paper"], "gamma: '1/8'"),
+        (["--family", "detnet", "--layers", "0", "--mode", "paper"], "layers: must be"),
+        (["--family", "csinet", "--gamma", "1/4", "--k", "2", "--mode", "paper"], "k: not a field"),
+    ],
+)
+def test_cli_refusals_exit_2_naming_the_field(args: list[str], message: str) -> None:
+    result = _phymem("estimate", *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_cli_compress_estimates_one_recipe(tmp_path: Path) -> None:
+    spec = tmp_path / "csinet.yaml"
+    spec.write_text("family: csinet\ngamma: 1/4\n")
+    args = ("compress", str(spec), "--prune", "0.5", "--quantize", "dynamic", "--json")
+    result = _phymem(*args)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    layers = resolve(csinet("1/4"))
+    assert data["size_bytes"]["bitmap"] == model_bytes(
+        layers, "int8", sparsity=0.5, storage="bitmap"
+    )
+    assert data["fp32_bytes"] == 4 * sum(r.params for r in layers)
+    result = _phymem("compress", str(spec), "--quantize", "dynamic", "--cluster", "16", "--json")
+    assert json.loads(result.stdout)["size_bytes"] == {
+        "dense": model_bytes(layers, "int8", clusters=16)
+    }
+    bad = _phymem("compress", str(spec), "--prune", "1.5")
+    assert bad.returncode == 2 and "--prune" in bad.stderr
