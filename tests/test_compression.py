@@ -264,3 +264,24 @@ def test_cli_compress_estimates_one_recipe(tmp_path: Path) -> None:
     }
     bad = _phymem("compress", str(spec), "--prune", "1.5")
     assert bad.returncode == 2 and "--prune" in bad.stderr
+
+
+def test_records_accept_the_new_layers_as_pydantic_does() -> None:
+    from estimator.records import accept
+
+    for model in (csinet("1/32"), detnet(2, 3, 2)):
+        data = model.model_dump()
+        fast = accept(data)
+        assert fast is not None
+        assert fast.model_dump() == ModelSpec.model_validate(data).model_dump()
+
+
+def test_api_estimates_csinet_in_paper_mode_and_refuses_framework(client: Any) -> None:
+    spec = csinet("1/64").model_dump()
+    paper = client.post("/v1/estimates", json={**spec, "mode": "paper"})
+    assert paper.status_code == 200, paper.text
+    assert paper.json()["total_bytes"] == estimate(csinet("1/64"), "paper").total_bytes
+    framework = client.post("/v1/estimates", json={**spec, "mode": "framework"})
+    assert framework.status_code == 422, framework.text
+    assert "framework mode has no traced model of" in framework.text
+    assert "layers[0] (reshape)" in framework.text
