@@ -149,6 +149,8 @@ def read_spec_quickly(path: Path) -> FamilySpec | ModelSpec:
     from estimator.records import accept
 
     data = _spec_data(path, {})
+    if data.get("family") in SEED_PAPER_FAMILIES:
+        return seed_paper_model(data, str(path))
     return accept(data) or _validated(data, str(path))
 
 

@@ -162,6 +162,24 @@ def size_table(layers: list[ResolvedLayer]) -> dict[str, int]:
     }
 
 
+def peak_activation_values(layers: list[ResolvedLayer]) -> int:
+    """Values alive at once in a forward pass of one sample: a layer's input and output
+    (a residual block also keeps its input until the addition)."""
+    peak = 0
+    for layer in layers:
+        if layer.inner:
+            peak = max(peak, layer.in_features + peak_activation_values(list(layer.inner)))
+        else:
+            peak = max(peak, layer.in_features + layer.out_features)
+    return peak
+
+
+def inference_bytes(layers: list[ResolvedLayer], fmt: Format = "fp32") -> int:
+    """Memory of inference at batch 1: the stored weights in `fmt` and the largest set of
+    float32 activations alive at once (dynamic-range models compute in float32)."""
+    return model_bytes(layers, fmt) + 4 * peak_activation_values(layers)
+
+
 def compression_summary(layers: list[ResolvedLayer]) -> dict[str, object]:
     """What `phymem estimate` adds: parameters, stored bytes by format, MACs and FLOPs."""
     from estimator.flops import flops_summary
@@ -173,6 +191,7 @@ def compression_summary(layers: list[ResolvedLayer]) -> dict[str, object]:
         "flops": flops["flops"],
         "macs": flops["macs"],
         "macs_per_layer": flops["per_layer"],
+        "inference_bytes_batch1": {fmt: inference_bytes(layers, fmt) for fmt in FORMATS},
     }
 
 

@@ -285,3 +285,18 @@ def test_api_estimates_csinet_in_paper_mode_and_refuses_framework(client: Any) -
     assert framework.status_code == 422, framework.text
     assert "framework mode has no traced model of" in framework.text
     assert "layers[0] (reshape)" in framework.text
+
+
+def test_inference_memory_at_batch_one_by_hand() -> None:
+    from estimator.compression import inference_bytes, peak_activation_values
+
+    layers = resolve(_model([{"type": "dense", "units": 32}], input_size=64))
+    assert inference_bytes(layers) == 4 * (2048 + 32) + 4 * (64 + 32)
+    assert inference_bytes(layers, "int8") == (2048 + 12 + 128) + 4 * (64 + 32)
+    block = {
+        "type": "residual",
+        "layers": [{"type": "conv2d", "filters": 8, "kernel": 3}, {"type": "conv2d", "filters": 2}],
+    }
+    rows = resolve(_model([{"type": "reshape", "target": [4, 4, 2]}, block]))
+    # the block input (32) stays alive while its first conv maps 32 values to 128
+    assert peak_activation_values(rows) == 32 + 32 + 128
