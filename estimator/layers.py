@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from estimator.spec_base import MAX_LAYERS
+
 if TYPE_CHECKING:
     from estimator.spec import BlockLayerSpec, LayerSpec, ModelSpec
 
@@ -183,6 +185,13 @@ def resolve(model: ModelSpec) -> list[ResolvedLayer]:
     """Walk the layers, checking that each one accepts the shape it is fed."""
     if model.input_kind == "index" and model.input_size != 1:
         raise ValueError("input_size: an 'index' input is one integer per sample (size 1)")
+    blocks = [layer for layer in model.layers if layer.type == "residual"]
+    count = len(model.layers) - len(blocks) + sum(len(block.layers) for block in blocks)
+    if count > MAX_LAYERS:
+        raise ValueError(
+            f"layers: {count} layers in all (a residual block counts its layers); "
+            f"at most {MAX_LAYERS}"
+        )
     resolved = _walk(model.layers, (model.input_size,), model.input_kind, "", True)
     if model.input_kind == "index" and model.layers[0].type != "embedding":
         raise ValueError("layers[0]: an 'index' input must feed an embedding layer")

@@ -300,3 +300,9 @@ def test_inference_memory_at_batch_one_by_hand() -> None:
     rows = resolve(_model([{"type": "reshape", "target": [4, 4, 2]}, block]))
     # the block input (32) stays alive while its first conv maps 32 values to 128
     assert peak_activation_values(rows) == 32 + 32 + 128
+
+
+def test_residual_blocks_count_towards_the_layer_bound() -> None:
+    block = {"type": "residual", "layers": [{"type": "leaky_relu"}] * 600}
+    message = _error([block, block])
+    assert "layers: 1200 layers in all" in message
