@@ -146,6 +146,9 @@ def compress(
     quantize: Annotated[str, typer.Option(help="none | float16 | dynamic (int8)")] = "none",
     scales: Annotated[str, typer.Option(help="int8 scales: tensor | channel")] = "tensor",
     cluster: Annotated[int | None, typer.Option(help="Weight clusters C (at least 2).")] = None,
+    group_prune: Annotated[
+        float, typer.Option(help="Fraction of each kernel's input groups removed (SGL).")
+    ] = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Estimate the stored size of one compression recipe (no model is built)."""
@@ -163,6 +166,8 @@ def compress(
             raise UsageError(f"--prune: {prune} is not in [0, 1)")
         if cluster is not None and cluster < 2:
             raise UsageError(f"--cluster: {cluster} is below 2")
+        if not 0 <= group_prune < 1:
+            raise UsageError(f"--group-prune: {group_prune} is not in [0, 1)")
         layers = resolve(model_for(_build_spec(spec_file, flags), "paper"))
         report = recipe_report(
             layers,
@@ -170,6 +175,7 @@ def compress(
             quantize=quantize,  # type: ignore[arg-type]
             scales=scales,  # type: ignore[arg-type]
             cluster=cluster,
+            group_prune=group_prune,
         )
         if as_json:
             typer.echo(json.dumps(report, indent=2))

@@ -52,6 +52,11 @@ class Tensor:
     size: int
     rows: int
     kernel: bool  # a kernel (prunable, clusterable, quantizable); else a bias or a statistic
+    groups: int = 0  # input groups (features, or a conv's input channels); 0: size // rows
+
+    @property
+    def input_groups(self) -> int:
+        return self.groups or self.size // self.rows
 
 
 def _layer_tensors(layer: ResolvedLayer) -> list[Tensor]:
@@ -61,7 +66,7 @@ def _layer_tensors(layer: ResolvedLayer) -> list[Tensor]:
         return found + ([Tensor(name, "bias", spec.units, 1, False)] if spec.use_bias else [])
     if spec.type == "conv2d":
         size = spec.kernel * spec.kernel * layer.in_shape[-1] * spec.filters
-        found = [Tensor(name, "kernel", size, spec.filters, True)]
+        found = [Tensor(name, "kernel", size, spec.filters, True, layer.in_shape[-1])]
         return found + ([Tensor(name, "bias", spec.filters, 1, False)] if spec.use_bias else [])
     if spec.type == "embedding":
         return [Tensor(name, "embeddings", layer.params, spec.input_dim, True)]
@@ -162,6 +167,29 @@ def size_table(layers: list[ResolvedLayer]) -> dict[str, int]:
     }
 
 
+def kept_groups(groups: int, removed: float) -> int:
+    """Input groups left when the fraction `removed` of them is cut (whole rows/columns)."""
+    if not 0 <= removed < 1:
+        raise ValueError(f"group sparsity: must be in [0, 1), got {removed}")
+    return groups - floor(removed * groups)
+
+
+def group_pruned_bytes(layers: list[ResolvedLayer], removed: float, fmt: Format = "fp32") -> int:
+    """Stored bytes when every kernel loses the fraction `removed` of its input groups (the
+    structured sparsity of a group LASSO): the smaller dense kernel and a bitmap of the
+    groups kept; biases and statistics stay."""
+    total = 0
+    for tensor in weight_tensors(layers):
+        if not tensor.kernel:
+            total += tensor_bytes(tensor, fmt)
+            continue
+        groups = tensor.input_groups
+        size = tensor.size // groups * kept_groups(groups, removed)
+        smaller = Tensor(tensor.layer, tensor.name, size, tensor.rows, True)
+        total += tensor_bytes(smaller, fmt) + ceil(groups / 8)
+    return total
+
+
 def peak_activation_values(layers: list[ResolvedLayer]) -> int:
     """Values alive at once in a forward pass of one sample: a layer's input and output
     (a residual block also keeps its input until the addition)."""
@@ -202,8 +230,10 @@ def recipe_report(
     quantize: Literal["none", "float16", "dynamic"] = "none",
     scales: Scales = "tensor",
     cluster: int | None = None,
+    group_prune: float = 0.0,
 ) -> dict[str, object]:
-    """One compression recipe: stored bytes under each storage, against float32."""
+    """One compression recipe: stored bytes under each storage, against float32; with
+    `group_prune`, also the structured recipe (whole input groups removed, then `quantize`)."""
     formats: dict[str, Format] = {"none": "fp32", "float16": "fp16", "dynamic": "int8"}
     fmt = formats[quantize]
     baseline = model_bytes(layers, "fp32")
@@ -214,7 +244,7 @@ def recipe_report(
         )
         for storage in storages
     }
-    from estimator.flops import flops_summary
+    from estimator.flops import flops_summary, structured_macs
 
     return {
         "recipe": {"prune": prune, "quantize": quantize, "scales": scales, "cluster": cluster},
@@ -224,4 +254,15 @@ def recipe_report(
         "reduction": {k: round(1 - v / baseline, 4) for k, v in sizes.items()},
         # unstructured pruning leaves the dense kernels' MACs (a sparse kernel skips zeros)
         "macs_dense": flops_summary(layers)["macs"],
+        **(
+            {
+                "group_pruned": {
+                    "removed": group_prune,
+                    "size_bytes": group_pruned_bytes(layers, group_prune, fmt),
+                    "macs": structured_macs(layers, group_prune),
+                }
+            }
+            if group_prune
+            else {}
+        ),
     }

@@ -39,6 +39,27 @@ def layer_macs(layer: ResolvedLayer) -> int:
     return 0
 
 
+def structured_macs(layers: list[ResolvedLayer], removed: float) -> int:
+    """MACs when every kernel loses the fraction `removed` of its input groups (input
+    features of a dense map, input channels of a conv): their multiplications go with them.
+    DetNet's H^T H x_k product has no weights and stays."""
+    from estimator.compression import kept_groups
+
+    total = 0
+    for layer in leaves(layers):
+        spec = layer.spec
+        if spec.type == "dense":
+            total += kept_groups(layer.in_features, removed) * spec.units
+        elif spec.type == "conv2d":
+            channels = layer.in_shape[-1]
+            total += layer_macs(layer) // channels * kept_groups(channels, removed)
+        elif spec.type == "detnet_layer":
+            k, z, v = spec.transmitters, spec.hidden, spec.v
+            total += k * k + kept_groups(3 * k + v, removed) * z
+            total += kept_groups(z, removed) * (k + v)
+    return total
+
+
 def macs_per_layer(layers: list[ResolvedLayer]) -> list[LayerMacs]:
     """One row per layer (residual blocks opened up), in order."""
     return [LayerMacs(layer.name, layer.type, layer_macs(layer)) for layer in leaves(layers)]

@@ -306,3 +306,19 @@ def test_residual_blocks_count_towards_the_layer_bound() -> None:
     block = {"type": "residual", "layers": [{"type": "leaky_relu"}] * 600}
     message = _error([block, block])
     assert "layers: 1200 layers in all" in message
+
+
+def test_group_pruning_by_hand() -> None:
+    from estimator.compression import group_pruned_bytes
+    from estimator.flops import structured_macs
+
+    layers = resolve(_model([{"type": "dense", "units": 32}], input_size=64))
+    # a quarter of the 64 inputs removed: a 48 x 32 kernel and a 64-bit mask of kept inputs
+    assert group_pruned_bytes(layers, 0.25) == 48 * 32 * 4 + 8 + 32 * 4
+    assert group_pruned_bytes(layers, 0.25, "int8") == 48 * 32 + 12 + 8 + 32 * 4
+    assert structured_macs(layers, 0.25) == 48 * 32
+    assert structured_macs(layers, 0.0) == flops_summary(layers)["macs"]
+    k, z, v = 20, 160, 40
+    det = resolve(detnet(layers=1))
+    assert structured_macs(det, 0.5) == k * k + 50 * z + 80 * (k + v)
+    assert structured_macs(det, 0.0) == flops_summary(det)["macs"] == 26000
