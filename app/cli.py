@@ -123,13 +123,69 @@ def estimate(
     """Estimate the training memory of one spec, layer by layer."""
 
     def body() -> None:
+        from estimator.compression import compression_summary
         from estimator.engine import estimate as run_estimate
+        from estimator.engine import model_for
+        from estimator.layers import resolve
 
-        result = run_estimate(_build_spec(spec_file, flags), _mode(mode))
+        spec = _build_spec(spec_file, flags)
+        result = run_estimate(spec, _mode(mode))
         if as_json:
-            typer.echo(json.dumps(result.to_dict(), indent=2))
+            layers = resolve(model_for(spec, result.mode))
+            data = result.to_dict() | compression_summary(layers)
+            typer.echo(json.dumps(data, indent=2))
         else:
             _print_estimate(result)
+
+    run_command(body)
+
+
+@app.command()
+@spec_flags()
+def compress(
+    spec_file: SpecArg = None,
+    *,
+    flags: dict[str, Any],
+    prune: Annotated[float, typer.Option(help="Magnitude-pruning sparsity in [0, 1).")] = 0.0,
+    quantize: Annotated[str, typer.Option(help="none | float16 | dynamic (int8)")] = "none",
+    scales: Annotated[str, typer.Option(help="int8 scales: tensor | channel")] = "tensor",
+    cluster: Annotated[int | None, typer.Option(help="Weight clusters C (at least 2).")] = None,
+    group_prune: Annotated[
+        float, typer.Option(help="Fraction of each kernel's input groups removed (SGL).")
+    ] = 0.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Estimate the stored size of one compression recipe (no model is built)."""
+
+    def body() -> None:
+        from estimator.compression import recipe_report
+        from estimator.engine import model_for
+        from estimator.layers import resolve
+
+        if quantize not in ("none", "float16", "dynamic"):
+            raise UsageError(f"--quantize: {quantize!r} is not none, float16 or dynamic")
+        if scales not in ("tensor", "channel"):
+            raise UsageError(f"--scales: {scales!r} is not tensor or channel")
+        if not 0 <= prune < 1:
+            raise UsageError(f"--prune: {prune} is not in [0, 1)")
+        if cluster is not None and cluster < 2:
+            raise UsageError(f"--cluster: {cluster} is below 2")
+        if not 0 <= group_prune < 1:
+            raise UsageError(f"--group-prune: {group_prune} is not in [0, 1)")
+        layers = resolve(model_for(_build_spec(spec_file, flags), "paper"))
+        report = recipe_report(
+            layers,
+            prune=prune,
+            quantize=quantize,  # type: ignore[arg-type]
+            scales=scales,  # type: ignore[arg-type]
+            cluster=cluster,
+            group_prune=group_prune,
+        )
+        if as_json:
+            typer.echo(json.dumps(report, indent=2))
+            return
+        for storage, size in report["size_bytes"].items():  # type: ignore[attr-defined]
+            typer.echo(f"{storage:7} {size:>14} bytes  ({size / 2**20:.3f} MiB)")
 
     run_command(body)
 

@@ -14,7 +14,11 @@ from typing import Annotated, Any
 
 import typer
 
-FamilyOpt = Annotated[str | None, typer.Option(help="ae | ae-embedding | bae | tanh-bae")]
+FamilyOpt = Annotated[
+    str | None, typer.Option(help="ae | ae-embedding | bae | tanh-bae | csinet | detnet")
+]
+GammaOpt = Annotated[str | None, typer.Option(help="CsiNet compression ratio: 1/4 .. 1/64.")]
+LayersOpt = Annotated[int | None, typer.Option(help="DetNet unfolded layers L (default 90).")]
 KOpt = Annotated[int | None, typer.Option("--k", help="Bits per antenna.")]
 NtOpt = Annotated[int | None, typer.Option("--nt", help="Transmit antennas.")]
 NrOpt = Annotated[int | None, typer.Option("--nr", help="Receive antennas (default N_T).")]
@@ -53,6 +57,8 @@ SPEC_OPTIONS: dict[str, Any] = {
     "precision": PrecisionOpt,
     "optimizer": OptimizerOpt,
     "embedding_size": EmbeddingOpt,
+    "gamma": GammaOpt,
+    "layers": LayersOpt,
 }
 ALL_SPEC_FLAGS = tuple(SPEC_OPTIONS)
 

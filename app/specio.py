@@ -102,9 +102,44 @@ def _spec_data(path: Path | None, flags: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+SEED_PAPER_FAMILIES = ("csinet", "detnet")
+
+
+def seed_paper_model(data: dict[str, Any], label: str) -> ModelSpec:
+    """CsiNet (`gamma`) or DetNet (`nt` = K, `nr` = N, `layers` = L) as its layer list."""
+    from estimator.families import DETNET_LAYERS, csinet, detnet
+
+    fields = dict(data)
+    family = fields.pop("family")
+    allowed = {"csinet": {"gamma", "batch", "optimizer"}}.get(
+        family, {"nt", "nr", "layers", "batch", "optimizer"}
+    )
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        raise UsageError(f"{label}: {unknown[0]}: not a field of family {family}")
+    training = {key: fields[key] for key in ("batch", "optimizer") if key in fields}
+    try:
+        if family == "csinet":
+            if "gamma" not in fields:
+                raise ValueError("gamma: required for csinet (1/4, 1/16, 1/32 or 1/64)")
+            return csinet(str(fields["gamma"]), **training)
+        return detnet(
+            int(fields.get("nt", 20)),
+            int(fields.get("nr", 30)),
+            int(fields.get("layers", DETNET_LAYERS)),
+            **training,
+        )
+    except ValueError as error:
+        raise UsageError(f"{label}: {error}") from None
+
+
 def build_spec(path: Path | None, flags: dict[str, Any]) -> FamilySpec | ModelSpec:
     """A validated spec from a file, flags, or both (flags win)."""
-    return _validated(_spec_data(path, flags), str(path) if path else "spec")
+    data = _spec_data(path, flags)
+    label = str(path) if path else "spec"
+    if data.get("family") in SEED_PAPER_FAMILIES:
+        return seed_paper_model(data, label)
+    return _validated(data, label)
 
 
 def read_spec_quickly(path: Path) -> FamilySpec | ModelSpec:
@@ -116,6 +151,8 @@ def read_spec_quickly(path: Path) -> FamilySpec | ModelSpec:
     from estimator.records import accept
 
     data = _spec_data(path, {})
+    if data.get("family") in SEED_PAPER_FAMILIES:
+        return seed_paper_model(data, str(path))
     return accept(data) or _validated(data, str(path))
 
 

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from estimator.costs import CATEGORIES, BoundedCostModel, CostModel, CostRow
+from estimator.errors import InvalidSpec
 from estimator.families import expand
 from estimator.layers import resolve
 from estimator.paper import PaperCostModel
@@ -198,8 +199,30 @@ def model_for(spec: FamilySpec | ModelSpec, mode: Mode) -> ModelSpec:
     return cast("ModelSpec", spec)
 
 
+# Layer types whose allocations no BFC trace has been read for (estimator/steps.py).
+UNTRACED_LAYER_TYPES = ("conv2d", "reshape", "flatten", "leaky_relu", "residual", "detnet_layer")
+
+
+def check_traced(model: ModelSpec, mode: Mode) -> None:
+    """Refuse, naming the layer, a framework-mode estimate of a layer type it has no traced
+    sequence for: a guessed sequence would be a silently wrong number."""
+    if mode != "framework":
+        return
+    untraced = [(i, layer.type) for i, layer in enumerate(model.layers)]
+    untraced = [(i, kind) for i, kind in untraced if kind in UNTRACED_LAYER_TYPES]
+    if untraced:
+        kinds = ", ".join(dict.fromkeys(kind for _, kind in untraced))
+        raise InvalidSpec(
+            f"layers[{untraced[0][0]}] ({untraced[0][1]})",
+            f"framework mode has no traced model of {kinds} yet; use --mode paper",
+        )
+    if model.loss == "detnet":
+        raise InvalidSpec("loss", "framework mode has no traced model of the detnet loss yet")
+
+
 def plan(spec: FamilySpec | ModelSpec, mode: Mode = DEFAULT_MODE) -> Plan:
     model = model_for(spec, mode)
+    check_traced(model, mode)
     counter = cost_model(mode)
     upper: int | None = None
     if isinstance(counter, BoundedCostModel):

@@ -87,3 +87,103 @@ def expand(spec: FamilySpec, *, decoder_blocks: int | None = None) -> ModelSpec:
         optimizer=spec.optimizer,
     )
     return cast("ModelSpec", model)
+
+
+# The two other seed papers' models, expanded straight into generic layer lists.
+
+CSINET_GAMMAS = {"1/4": 4, "1/16": 16, "1/32": 32, "1/64": 64}  # gamma = 1 / divisor
+CSINET_SHAPE = (32, 32, 2)  # N_t = 32 antennas x 32 delay taps, real and imaginary parts
+CSINET_VALUES = 2 * 32 * 32  # 2048
+CSINET_LEAK = 0.3
+
+
+def _conv_bn_leaky(filters: int, part: str) -> list[Record]:
+    return [
+        record("Conv2D", filters=filters, kernel=3, part=part),
+        record("BatchNormalization", part=part),
+        record("LeakyReLU", alpha=CSINET_LEAK, part=part),
+    ]
+
+
+def csinet(gamma: str, *, batch: int = 200, optimizer: str = "adam") -> ModelSpec:
+    """CsiNet (Wen et al.): M = 2048 * gamma codewords, two RefineNet blocks, MSE.
+
+    The input arrives flat (2048 reals) and is reshaped to 32x32x2, channels last.
+    """
+    if gamma not in CSINET_GAMMAS:
+        raise ValueError(f"gamma: {gamma!r} is not one of {', '.join(CSINET_GAMMAS)}")
+    codewords = CSINET_VALUES // CSINET_GAMMAS[gamma]
+    refine = record(
+        "Residual",
+        layers=[
+            *_conv_bn_leaky(8, "decoder"),
+            *_conv_bn_leaky(16, "decoder"),
+            record("Conv2D", filters=2, kernel=3, part="decoder"),
+            record("BatchNormalization", part="decoder"),
+        ],
+        part="decoder",
+    )
+    layers = [
+        record("Reshape", target=list(CSINET_SHAPE), part="encoder"),
+        *_conv_bn_leaky(2, "encoder"),
+        record("Flatten", part="encoder"),
+        record("Dense", units=codewords, part="encoder"),
+        record("Dense", units=CSINET_VALUES, part="decoder"),
+        record("Reshape", target=list(CSINET_SHAPE), part="decoder"),
+        refine,
+        record("LeakyReLU", alpha=CSINET_LEAK, part="decoder"),
+        refine,
+        record("LeakyReLU", alpha=CSINET_LEAK, part="decoder"),
+        record("Conv2D", filters=2, kernel=3, activation="sigmoid", part="decoder"),
+        record("Flatten", part="decoder"),
+    ]
+    model = record(
+        "ModelSpec",
+        input_kind="real",
+        input_size=CSINET_VALUES,
+        layers=layers,
+        loss="mse",
+        batch=batch,
+        optimizer=optimizer,
+    )
+    return cast("ModelSpec", model)
+
+
+DETNET_TRANSMITTERS = 20
+DETNET_RECEIVERS = 30
+DETNET_LAYERS = 90
+
+
+def detnet(
+    transmitters: int = DETNET_TRANSMITTERS,
+    receivers: int = DETNET_RECEIVERS,
+    layers: int = DETNET_LAYERS,
+    *,
+    batch: int = 5000,
+    optimizer: str = "adam",
+) -> ModelSpec:
+    """DetNet (Samuel et al.) with z = 8K, v = 2K, `layers` unfolded iterations.
+
+    The network sees H and y only through H^T y and H^T H (N enters the preprocessing, not
+    the parameters), so the input is [H^T y | H^T H | x_1 = 0 | v_1 = 0] per sample.
+    """
+    for field, value in (("transmitters", transmitters), ("receivers", receivers)):
+        if value < 1:
+            raise ValueError(f"{field}: must be at least 1, got {value}")
+    if not 1 <= layers <= 1024:
+        raise ValueError(f"layers: must be between 1 and 1024, got {layers}")
+    k, v = transmitters, 2 * transmitters
+    unfolded = [
+        record("DetNetLayer", transmitters=k, hidden=8 * k, v=v, part="decoder")
+        for _ in range(layers)
+    ]
+    model = record(
+        "ModelSpec",
+        input_kind="real",
+        input_size=k + k * k + k + v,
+        layers=unfolded,
+        loss="detnet",
+        batch=batch,
+        optimizer=optimizer,
+    )
+    return cast("ModelSpec", model)

@@ -34,8 +34,26 @@ def paper_params(layer: ResolvedLayer) -> int:
             inputs //= 2 * layer.channel_uses
         return inputs * spec.units + (spec.units if spec.use_bias else 0)
     if spec.type == "batch_norm":
+        if len(layer.out_shape) > 1:  # per channel on a feature map, as Keras counts them
+            return layer.params
         return BATCH_NORM_PARAMS_PER_FEATURE * layer.out_features
+    if spec.type == "residual":
+        return sum(paper_params(inner) for inner in layer.inner)
     return layer.params
+
+
+def paper_activation_values(layer: ResolvedLayer) -> int:
+    """Values per sample whose in/out tensors the method counts: the outputs of the layers
+    that compute (dense and, generalised, conv2d, each of a DetNet layer's three dense maps,
+    and those inside a residual block)."""
+    spec = layer.spec
+    if spec.type in ("dense", "conv2d"):
+        return layer.out_features
+    if spec.type == "detnet_layer":
+        return spec.hidden + spec.transmitters + spec.v
+    if spec.type == "residual":
+        return sum(paper_activation_values(inner) for inner in layer.inner)
+    return 0
 
 
 class PaperCostModel:
@@ -54,8 +72,9 @@ class PaperCostModel:
                 Allocation("weights", fixed=p * params),
                 Allocation("gradients", fixed=p * params),
             ]
-            if layer.type == "dense":
-                allocations.append(Allocation("activations", per_sample=4 * p * layer.out_features))
+            values = paper_activation_values(layer)
+            if values:
+                allocations.append(Allocation("activations", per_sample=4 * p * values))
             kept = (a for a in allocations if a.fixed or a.per_sample)
             rows.append(layer_row(layer, kept, params=params))
         rows.append(

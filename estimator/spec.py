@@ -26,6 +26,7 @@ from estimator.spec_base import FamilyName as FamilyName
 from estimator.spec_base import InputKind as InputKind
 from estimator.spec_base import LossName as LossName
 from estimator.spec_base import OptimizerName as OptimizerName
+from estimator.spec_base import Padding as Padding
 from estimator.spec_base import Part as Part
 from estimator.spec_base import Precision as Precision
 from estimator.spec_base import check_message_space, receive_antennas, spec_kind
@@ -109,6 +110,68 @@ class ComplexChannel(_LayerBase):
     uses: PositiveInt = 1
 
 
+class Conv2D(_LayerBase):
+    """2-D convolution over a (height, width, channels) input, channels last as Keras."""
+
+    type: Literal["conv2d"] = "conv2d"
+    filters: PositiveInt
+    kernel: PositiveInt = Field(default=3, description="Square kernel side.")
+    stride: PositiveInt = 1
+    padding: Padding = "same"
+    activation: ActivationName = "linear"
+    use_bias: bool = True
+
+
+class Reshape(_LayerBase):
+    """Reshape each sample to `target` (same number of values)."""
+
+    type: Literal["reshape"] = "reshape"
+    target: list[PositiveInt] = Field(min_length=1, max_length=3)
+
+
+class Flatten(_LayerBase):
+    type: Literal["flatten"] = "flatten"
+
+
+class LeakyReLU(_LayerBase):
+    type: Literal["leaky_relu"] = "leaky_relu"
+    alpha: float = Field(default=0.3, ge=0, description="Slope below zero (Keras' negative_slope).")
+
+
+class DetNetLayer(_LayerBase):
+    """One unfolded DetNet iteration (Eq. (2) of the green-DetNet paper).
+
+    Its input and output are [H^T y (K) | H^T H (K*K) | x_k (K) | v_k (v)] per sample; it
+    computes z = relu(W1 [H^T y, x_k, H^T H x_k, v_k] + b1), x_{k+1} = psi_t(W2 z + b2),
+    v_{k+1} = W3 z + b3, with a trainable soft-sign threshold t.
+    """
+
+    type: Literal["detnet_layer"] = "detnet_layer"
+    transmitters: PositiveInt = Field(description="K.")
+    hidden: PositiveInt = Field(description="z, the width of the hidden layer.")
+    v: PositiveInt = Field(description="Width of the carried state v_k.")
+
+
+BlockLayerSpec = Annotated[
+    Dense
+    | BatchNormalization
+    | LayerNormalization
+    | Activation
+    | Conv2D
+    | Reshape
+    | Flatten
+    | LeakyReLU,
+    Field(discriminator="type"),
+]
+
+
+class Residual(_LayerBase):
+    """A block of layers whose output is added to its input (same shape in and out)."""
+
+    type: Literal["residual"] = "residual"
+    layers: list[BlockLayerSpec] = Field(min_length=1, max_length=MAX_LAYERS)
+
+
 LayerSpec = Annotated[
     Dense
     | Embedding
@@ -117,7 +180,13 @@ LayerSpec = Annotated[
     | PowerNormalization
     | Activation
     | GaussianNoise
-    | ComplexChannel,
+    | ComplexChannel
+    | Conv2D
+    | Reshape
+    | Flatten
+    | LeakyReLU
+    | Residual
+    | DetNetLayer,
     Field(discriminator="type"),
 ]
 

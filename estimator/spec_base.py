@@ -23,7 +23,9 @@ LossName = Literal[
     "sparse_categorical_crossentropy",
     "binary_crossentropy",
     "mse",
+    "detnet",  # Eq. (4) of the green-DetNet paper: log(k)-weighted, ZF-normalised errors
 ]
+Padding = Literal["same", "valid"]
 InputKind = Literal["one_hot", "bits", "index", "real"]
 Part = Literal["encoder", "channel", "decoder"]
 SpecKind = Literal["family", "model"]

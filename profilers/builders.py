@@ -38,7 +38,7 @@ import numpy as np
 
 from estimator.engine import model_for
 from estimator.layers import ResolvedLayer, resolve
-from estimator.spec import FamilySpec, LayerSpec, ModelSpec
+from estimator.spec import BlockLayerSpec, FamilySpec, LayerSpec, ModelSpec
 
 SGD_LEARNING_RATE = 1e-2
 ADAM_LEARNING_RATE = 1e-3
@@ -98,6 +98,50 @@ def _custom_layers() -> tuple[type, type]:
     return PowerNormalization, ComplexChannel
 
 
+def _detnet_layer_class() -> type:
+    keras = _keras()
+    from keras import ops
+
+    layer: Any = keras.layers.Layer
+
+    class DetNetLayer(layer):  # type: ignore[misc]
+        """One unfolded DetNet iteration on [H^T y | H^T H | x_k | v_k] (Eq. (2))."""
+
+        def __init__(self, transmitters: int, hidden: int, v: int, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.k, self.hidden, self.v = transmitters, hidden, v
+            dtype = kwargs.get("dtype")
+            self.w1 = keras.layers.Dense(hidden, activation="relu", dtype=dtype)
+            self.w2 = keras.layers.Dense(transmitters, dtype=dtype)
+            self.w3 = keras.layers.Dense(v, dtype=dtype)
+
+        def build(self, input_shape: Any) -> None:
+            k = self.k
+            self.t = self.add_weight(shape=(), initializer="ones", name="t")
+            self.w1.build((None, 3 * k + self.v))
+            self.w2.build((None, self.hidden))
+            self.w3.build((None, self.hidden))
+
+        def call(self, state: Any) -> Any:
+            k = self.k
+            hty = state[:, :k]
+            hth_flat = state[:, k : k + k * k]
+            x = state[:, k + k * k : 2 * k + k * k]
+            v = state[:, 2 * k + k * k :]
+            hth = ops.reshape(hth_flat, (-1, k, k))
+            hthx = ops.einsum("bij,bj->bi", hth, x)
+            z = self.w1(ops.concatenate([hty, x, hthx, v], axis=-1))
+            t = ops.abs(self.t) + 1e-6
+            linear = self.w2(z)
+            x_next = -1.0 + ops.relu(linear + t) / t - ops.relu(linear - t) / t  # psi_t
+            return ops.concatenate([hty, hth_flat, x_next, self.w3(z)], axis=-1)
+
+        def compute_output_shape(self, input_shape: Any) -> Any:
+            return input_shape
+
+    return DetNetLayer
+
+
 @dataclass
 class BuiltModel:
     """The compiled Keras model and, per spec layer, the Keras layers that implement it."""
@@ -109,7 +153,7 @@ class BuiltModel:
 
 
 def _layer_group(
-    layer: LayerSpec, resolved: ResolvedLayer, policy: str, last: bool, name: str
+    layer: LayerSpec | BlockLayerSpec, resolved: ResolvedLayer, policy: str, last: bool, name: str
 ) -> list[Any]:
     keras = _keras()
     power_norm, complex_channel = _custom_layers()
@@ -148,6 +192,28 @@ def _layer_group(
     if layer.type == "complex_channel":
         nt = resolved.in_features // (2 * layer.uses)
         return [complex_channel(nt, layer.nr, layer.uses, dtype=policy, name=name)]
+    if layer.type == "conv2d":
+        return [
+            keras.layers.Conv2D(
+                layer.filters,
+                layer.kernel,
+                strides=layer.stride,
+                padding=layer.padding,
+                activation=layer.activation,
+                use_bias=layer.use_bias,
+                dtype=policy,
+                name=name,
+            )
+        ]
+    if layer.type == "reshape":
+        return [keras.layers.Reshape(tuple(layer.target), dtype=policy, name=name)]
+    if layer.type == "flatten":
+        return [keras.layers.Flatten(dtype=policy, name=name)]
+    if layer.type == "leaky_relu":
+        return [keras.layers.LeakyReLU(negative_slope=layer.alpha, dtype=policy, name=name)]
+    if layer.type == "detnet_layer":
+        detnet_layer = _detnet_layer_class()
+        return [detnet_layer(layer.transmitters, layer.hidden, layer.v, dtype=policy, name=name)]
     raise ValueError(f"unknown layer type {layer.type!r}")
 
 
@@ -164,8 +230,12 @@ def make_optimizer(name: str) -> Any:
     raise ValueError(f"unknown optimizer {name!r}")
 
 
-def build(spec: FamilySpec | ModelSpec, *, seed: int | None = 0) -> BuiltModel:
-    """The compiled model with its layer mapping (see `build_model`)."""
+def build(
+    spec: FamilySpec | ModelSpec, *, seed: int | None = 0, compile_model: bool = True
+) -> BuiltModel:
+    """The compiled model with its layer mapping (see `build_model`); `compile_model=False`
+    leaves it uncompiled (the DetNet loss of Eq. (4) is not built yet, so a `detnet` loss
+    must be built that way)."""
     keras = _keras()
     model_spec = model_for(spec, "framework")
     resolved = resolve(model_spec)
@@ -180,11 +250,29 @@ def build(spec: FamilySpec | ModelSpec, *, seed: int | None = 0) -> BuiltModel:
     groups: list[list[Any]] = []
     last_index = len(model_spec.layers) - 1
     for layer, info in zip(model_spec.layers, resolved, strict=True):
-        group = _layer_group(layer, info, policy, info.index == last_index, info.name)
-        for keras_layer in group:
-            x = keras_layer(x)
+        last = info.index == last_index
+        if layer.type == "residual":  # the block's layers, then their sum with the input
+            group = []
+            y = x
+            for inner_layer, inner in zip(layer.layers, info.inner, strict=True):
+                for keras_layer in _layer_group(
+                    inner_layer, inner, policy, False, f"{info.name}_{inner.name}"
+                ):
+                    y = keras_layer(y)
+                    group.append(keras_layer)
+            add = keras.layers.Add(dtype=policy, name=f"{info.name}_add")
+            x = add([x, y])
+            group.append(add)
+        else:
+            group = _layer_group(layer, info, policy, last, info.name)
+            for keras_layer in group:
+                x = keras_layer(x)
         groups.append(group)
     model = keras.Model(inputs, x, name="phymem")
+    if not compile_model:
+        return BuiltModel(model, model_spec, resolved, groups)
+    if model_spec.loss == "detnet":
+        raise ValueError("loss: the detnet loss (Eq. (4)) is not built yet; build uncompiled")
     model.compile(
         optimizer=make_optimizer(model_spec.optimizer),
         loss=model_spec.loss,

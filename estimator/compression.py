@@ -1,0 +1,268 @@
+"""Stored model size under compression: formats, magnitude pruning, weight clustering.
+
+The model is the list of its weight tensors (`weight_tensors`), whose sizes sum to the
+Keras parameter counts of `estimator.layers`. Sizes are the bytes of the tensors' data
+and the metadata each encoding needs, without any container (a TFLite flatbuffer adds
+its graph, names and alignment; docs/compression.md compares the two). What is modelled:
+
+- fp32, fp16: 4 and 2 bytes per value.
+- int8 (TFLite dynamic range): the kernels of at least `QUANTIZE_MIN_ELEMENTS` values (the
+  converter's default) are int8, with one float32 scale and one int64 zero point per
+  tensor ('tensor') or per output channel ('channel'); everything else stays float32.
+- pruning to sparsity s: in every kernel the floor(s * size) smallest weights are zero
+  (TFMOT's magnitude pruning prunes kernels only). 'dense' storage keeps the zeros;
+  'sparse' stores each kernel as TFLite's sparsity metadata does for CSR: the kernel as a
+  2-D matrix (rows = output channels, columns = the rest), a dense row dimension with
+  rows+1 segment offsets and a sparse column dimension with one column index per nonzero,
+  each index vector in the narrowest of uint8/uint16/int32 that holds its values;
+  'bitmap' stores the nonzeros and one bit per weight saying which are nonzero (about
+  what gzip reaches on the zeros of a dense file, which is how the TFMOT guide and the
+  CsiNet paper report pruned sizes).
+- clustering to C clusters: each kernel stores one index of ceil(log2 C) bits per value
+  (packed) and C centroids (float32, or int8 with the quantized formats plus its scale).
+  TFLite itself stores clustered kernels densely; this is the indices-plus-centroids
+  encoding, which a compressor approaches. Pruned and clustered: zero is one of the C.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import ceil, floor, log2
+from typing import TYPE_CHECKING, Literal
+
+from estimator.layers import leaves
+
+if TYPE_CHECKING:
+    from estimator.layers import ResolvedLayer
+
+Format = Literal["fp32", "fp16", "int8"]
+Scales = Literal["tensor", "channel"]
+Storage = Literal["dense", "sparse", "bitmap"]
+FORMATS: tuple[Format, ...] = ("fp32", "fp16", "int8")
+QUANTIZE_MIN_ELEMENTS = 1024  # TFLite's weights_min_num_elements for dynamic range
+SCALE_BYTES = 4 + 8  # float32 scale + int64 zero point (TFLite QuantizationParameters)
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One weight tensor: `rows` output channels by `size // rows` columns."""
+
+    layer: str
+    name: str
+    size: int
+    rows: int
+    kernel: bool  # a kernel (prunable, clusterable, quantizable); else a bias or a statistic
+    groups: int = 0  # input groups (features, or a conv's input channels); 0: size // rows
+
+    @property
+    def input_groups(self) -> int:
+        return self.groups or self.size // self.rows
+
+
+def _layer_tensors(layer: ResolvedLayer) -> list[Tensor]:
+    spec, name = layer.spec, layer.name
+    if spec.type == "dense":
+        found = [Tensor(name, "kernel", layer.in_features * spec.units, spec.units, True)]
+        return found + ([Tensor(name, "bias", spec.units, 1, False)] if spec.use_bias else [])
+    if spec.type == "conv2d":
+        size = spec.kernel * spec.kernel * layer.in_shape[-1] * spec.filters
+        found = [Tensor(name, "kernel", size, spec.filters, True, layer.in_shape[-1])]
+        return found + ([Tensor(name, "bias", spec.filters, 1, False)] if spec.use_bias else [])
+    if spec.type == "embedding":
+        return [Tensor(name, "embeddings", layer.params, spec.input_dim, True)]
+    if spec.type == "detnet_layer":
+        k, z, v = spec.transmitters, spec.hidden, spec.v
+        return [
+            Tensor(name, "w1", (3 * k + v) * z, z, True),
+            Tensor(name, "b1", z, 1, False),
+            Tensor(name, "w2", z * k, k, True),
+            Tensor(name, "b2", k, 1, False),
+            Tensor(name, "w3", z * v, v, True),
+            Tensor(name, "b3", v, 1, False),
+            Tensor(name, "t", 1, 1, False),
+        ]
+    if layer.params:  # normalisation: per-feature vectors
+        return [Tensor(name, spec.type, layer.params, 1, False)]
+    return []
+
+
+def weight_tensors(layers: list[ResolvedLayer]) -> list[Tensor]:
+    return [tensor for layer in leaves(layers) for tensor in _layer_tensors(layer)]
+
+
+def index_bytes(largest: int) -> int:
+    """The narrowest TFLite index vector (uint8, uint16, int32) holding 0..largest."""
+    if largest < 2**8:
+        return 1
+    if largest < 2**16:
+        return 2
+    return 4
+
+
+def csr_bytes(size: int, rows: int, nonzero: int, value_bytes: int) -> int:
+    """A rows x (size/rows) matrix with `nonzero` values in TFLite's CSR-like encoding."""
+    columns = size // rows
+    segments = (rows + 1) * index_bytes(nonzero)
+    indices = nonzero * index_bytes(columns - 1)
+    return nonzero * value_bytes + segments + indices
+
+
+def tensor_bytes(
+    tensor: Tensor,
+    fmt: Format = "fp32",
+    *,
+    scales: Scales = "tensor",
+    sparsity: float = 0.0,
+    storage: Storage = "dense",
+    clusters: int | None = None,
+) -> int:
+    """Stored bytes of one tensor under one recipe (see the module docstring)."""
+    if not 0 <= sparsity < 1:
+        raise ValueError(f"sparsity: must be in [0, 1), got {sparsity}")
+    if clusters is not None and clusters < 2:
+        raise ValueError(f"clusters: must be at least 2, got {clusters}")
+    float_bytes = 2 if fmt == "fp16" else 4
+    if not tensor.kernel:
+        return tensor.size * float_bytes
+    quantized = fmt == "int8" and tensor.size >= QUANTIZE_MIN_ELEMENTS
+    value_bytes = 1 if quantized else float_bytes
+    metadata = 0
+    if quantized:
+        metadata = SCALE_BYTES * (tensor.rows if scales == "channel" else 1)
+    if clusters is not None:
+        bits = ceil(log2(clusters))
+        centroids = clusters * value_bytes
+        return ceil(tensor.size * bits / 8) + centroids + metadata
+    nonzero = tensor.size - floor(sparsity * tensor.size)
+    if storage == "bitmap":
+        return nonzero * value_bytes + ceil(tensor.size / 8) + metadata
+    if storage == "sparse":
+        return csr_bytes(tensor.size, tensor.rows, nonzero, value_bytes) + metadata
+    return tensor.size * value_bytes + metadata
+
+
+def model_bytes(
+    layers: list[ResolvedLayer],
+    fmt: Format = "fp32",
+    *,
+    scales: Scales = "tensor",
+    sparsity: float = 0.0,
+    storage: Storage = "dense",
+    clusters: int | None = None,
+) -> int:
+    """Stored bytes of every weight tensor of the model under one recipe."""
+    return sum(
+        tensor_bytes(t, fmt, scales=scales, sparsity=sparsity, storage=storage, clusters=clusters)
+        for t in weight_tensors(layers)
+    )
+
+
+def size_table(layers: list[ResolvedLayer]) -> dict[str, int]:
+    """The sizes `phymem estimate` reports: each format, int8 with both scale choices."""
+    return {
+        "fp32": model_bytes(layers, "fp32"),
+        "fp16": model_bytes(layers, "fp16"),
+        "int8_per_tensor": model_bytes(layers, "int8", scales="tensor"),
+        "int8_per_channel": model_bytes(layers, "int8", scales="channel"),
+    }
+
+
+def kept_groups(groups: int, removed: float) -> int:
+    """Input groups left when the fraction `removed` of them is cut (whole rows/columns)."""
+    if not 0 <= removed < 1:
+        raise ValueError(f"group sparsity: must be in [0, 1), got {removed}")
+    return groups - floor(removed * groups)
+
+
+def group_pruned_bytes(layers: list[ResolvedLayer], removed: float, fmt: Format = "fp32") -> int:
+    """Stored bytes when every kernel loses the fraction `removed` of its input groups (the
+    structured sparsity of a group LASSO): the smaller dense kernel and a bitmap of the
+    groups kept; biases and statistics stay."""
+    total = 0
+    for tensor in weight_tensors(layers):
+        if not tensor.kernel:
+            total += tensor_bytes(tensor, fmt)
+            continue
+        groups = tensor.input_groups
+        size = tensor.size // groups * kept_groups(groups, removed)
+        smaller = Tensor(tensor.layer, tensor.name, size, tensor.rows, True)
+        total += tensor_bytes(smaller, fmt) + ceil(groups / 8)
+    return total
+
+
+def peak_activation_values(layers: list[ResolvedLayer]) -> int:
+    """Values alive at once in a forward pass of one sample: a layer's input and output
+    (a residual block also keeps its input until the addition)."""
+    peak = 0
+    for layer in layers:
+        if layer.inner:
+            peak = max(peak, layer.in_features + peak_activation_values(list(layer.inner)))
+        else:
+            peak = max(peak, layer.in_features + layer.out_features)
+    return peak
+
+
+def inference_bytes(layers: list[ResolvedLayer], fmt: Format = "fp32") -> int:
+    """Memory of inference at batch 1: the stored weights in `fmt` and the largest set of
+    float32 activations alive at once (dynamic-range models compute in float32)."""
+    return model_bytes(layers, fmt) + 4 * peak_activation_values(layers)
+
+
+def compression_summary(layers: list[ResolvedLayer]) -> dict[str, object]:
+    """What `phymem estimate` adds: parameters, stored bytes by format, MACs and FLOPs."""
+    from estimator.flops import flops_summary
+
+    flops = flops_summary(layers)
+    return {
+        "params": sum(layer.params for layer in layers),
+        "size_bytes": size_table(layers),
+        "flops": flops["flops"],
+        "macs": flops["macs"],
+        "macs_per_layer": flops["per_layer"],
+        "inference_bytes_batch1": {fmt: inference_bytes(layers, fmt) for fmt in FORMATS},
+    }
+
+
+def recipe_report(
+    layers: list[ResolvedLayer],
+    *,
+    prune: float = 0.0,
+    quantize: Literal["none", "float16", "dynamic"] = "none",
+    scales: Scales = "tensor",
+    cluster: int | None = None,
+    group_prune: float = 0.0,
+) -> dict[str, object]:
+    """One compression recipe: stored bytes under each storage, against float32; with
+    `group_prune`, also the structured recipe (whole input groups removed, then `quantize`)."""
+    formats: dict[str, Format] = {"none": "fp32", "float16": "fp16", "dynamic": "int8"}
+    fmt = formats[quantize]
+    baseline = model_bytes(layers, "fp32")
+    storages: tuple[Storage, ...] = ("dense",) if cluster else ("dense", "sparse", "bitmap")
+    sizes = {
+        storage: model_bytes(
+            layers, fmt, scales=scales, sparsity=prune, storage=storage, clusters=cluster
+        )
+        for storage in storages
+    }
+    from estimator.flops import flops_summary, structured_macs
+
+    return {
+        "recipe": {"prune": prune, "quantize": quantize, "scales": scales, "cluster": cluster},
+        "params": sum(layer.params for layer in layers),
+        "fp32_bytes": baseline,
+        "size_bytes": sizes,
+        "reduction": {k: round(1 - v / baseline, 4) for k, v in sizes.items()},
+        # unstructured pruning leaves the dense kernels' MACs (a sparse kernel skips zeros)
+        "macs_dense": flops_summary(layers)["macs"],
+        **(
+            {
+                "group_pruned": {
+                    "removed": group_prune,
+                    "size_bytes": group_pruned_bytes(layers, group_prune, fmt),
+                    "macs": structured_macs(layers, group_prune),
+                }
+            }
+            if group_prune
+            else {}
+        ),
+    }
