@@ -4,6 +4,7 @@ from text, and how far an estimate is from a measurement."""
 from __future__ import annotations
 
 import re
+import sys
 from decimal import Context, Decimal
 
 MIB = 2**20
@@ -61,8 +62,18 @@ def parse_size(text: str) -> int:
 
 
 def error_pct(estimate_bytes: int, measured_bytes: int) -> float:
-    """(estimate - measured) / measured in percent: positive when the estimate is above."""
-    return 100.0 * (estimate_bytes - measured_bytes) / measured_bytes
+    """(estimate - measured) / measured in percent: positive when the estimate is above.
+
+    Exact: integer arithmetic rounded once to a double, so byte counts of any length work
+    (paper-mode estimates can have hundreds of digits); an error beyond a double's range is
+    the largest double of its sign.
+    """
+    difference = (estimate_bytes - measured_bytes) * 100
+    try:
+        return difference / measured_bytes
+    except OverflowError:
+        negative = (difference < 0) != (measured_bytes < 0)
+        return -sys.float_info.max if negative else sys.float_info.max
 
 
 def reported_error_pct(estimate_bytes: int | None, measured_bytes: int | None) -> float | None:

@@ -11,7 +11,7 @@ import sys
 from statistics import median
 from typing import Any
 
-from sqlalchemy import create_engine, update
+from sqlalchemy import create_engine, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Job, Measurement, utcnow
@@ -91,24 +91,55 @@ def test_summary_and_overview_count_what_is_stored(client: Any, db_url: str) -> 
     assert overview["specs"] == 5 and overview["estimates"] == 5  # cpu's specs are a100's
 
 
-def test_summary_of_a_pair_beyond_double_range_is_exact(client: Any, db_url: str) -> None:
+def _pairs_beyond_double_range(client: Any, db_url: str, measured: list[str]) -> int:
+    """Pairs on device "odd" for a paper-mode estimate of over 308 digits; its byte count."""
     body = client.post("/v1/estimates", json={"family": "ae", "k": 8, "nt": 200, "mode": "paper"})
-    huge = body.json()["total_bytes"]
+    huge: int = body.json()["total_bytes"]
     assert len(str(huge)) > 308
     engine = create_engine(db_url)
     with Session(engine) as session:
-        for measured in ("3", "0"):  # a zero peak is no pair: it has no error
+        for peak in measured:
             session.add(
                 Measurement(estimate_id=body.json()["id"], device="odd", status="ok",
-                            measured_peak_bytes=measured, created_at=utcnow())
+                            measured_peak_bytes=peak, created_at=utcnow())
             )  # fmt: skip
         session.commit()
     engine.dispose()
+    return huge
+
+
+def test_summary_of_a_pair_beyond_double_range_is_exact(client: Any, db_url: str) -> None:
+    _pairs_beyond_double_range(client, db_url, ["3", "0"])  # a zero peak has no error
     summary = client.get("/v1/measurements/summary", params={"device": "odd"})
     assert summary.status_code == 200, summary.text
     assert summary.json()["count"] == 2 and summary.json()["errors"] == 1
     # The error itself is beyond a double: reported as the largest double, not a 500.
     assert summary.json()["max_abs_error_pct"] == sys.float_info.max
+
+
+def test_listed_pairs_beyond_double_range_have_exact_errors(client: Any, db_url: str) -> None:
+    huge = _pairs_beyond_double_range(client, db_url, ["3", "0"])
+    half = huge // 2  # an error of +100 % to 3 decimals, though neither count fits a double
+    engine = create_engine(db_url)
+    with Session(engine) as session:
+        estimate_id = session.scalars(select(Measurement.estimate_id)).first()
+        session.add(
+            Measurement(estimate_id=estimate_id, device="odd", status="ok",
+                        measured_peak_bytes=str(half), created_at=utcnow())
+        )  # fmt: skip
+        session.add(
+            Measurement(estimate_id=estimate_id, device="odd", status="ok",
+                        measured_peak_bytes=str(huge * 3), created_at=utcnow())
+        )  # fmt: skip
+        session.commit()
+    engine.dispose()
+    listed = client.get("/v1/measurements", params={"device": "odd"})
+    assert listed.status_code == 200, listed.text
+    rows = listed.json()["items"]
+    assert [row["estimate_bytes"] for row in rows] == [huge] * 4
+    assert [row["measured_bytes"] for row in rows] == [3, 0, half, huge * 3]
+    # Beyond a double: its largest; no peak: no error; exact where the ratio is ordinary.
+    assert [row["error_pct"] for row in rows] == [sys.float_info.max, None, 100.0, -66.667]
 
 
 def test_batch_curve_is_the_engine_and_errors_name_the_field(client: Any) -> None:

@@ -7,7 +7,6 @@ measurements are stored; the same functions back the JSON endpoints and the page
 from __future__ import annotations
 
 import json
-import sys
 from datetime import datetime
 from functools import lru_cache
 from statistics import median
@@ -27,6 +26,7 @@ from estimator.engine import ENGINE_VERSION, Mode, cached_plan
 from estimator.errors import InvalidInput as invalid
 from estimator.errors import NotFound
 from estimator.spec import AnySpec
+from estimator.units import error_pct
 
 LATEST_JOBS = 10
 # The device the dashboard opens on when it has pairs (the paper's measured GPU).
@@ -116,15 +116,6 @@ def overview(session: Session) -> dict[str, Any]:
 _DOUBLE_DIGITS = 300
 
 
-def _percent(estimate: str, measured: str) -> float:
-    """(estimate - measured) / measured in percent; beyond a double's range, its largest."""
-    try:
-        return (int(estimate) - int(measured)) * 100 / int(measured)
-    except OverflowError:
-        sign = 1 if int(estimate) >= int(measured) else -1
-        return sign * sys.float_info.max
-
-
 def measurement_summary(
     session: Session,
     *,
@@ -170,7 +161,7 @@ def measurement_summary(
     )
     errors = [float(error) for error in session.scalars(in_sql)]
     exact = narrowed(select(estimate_text, measured_text).where(measured_pairs & ~fits_double))
-    errors += [_percent(estimate, measured) for estimate, measured in session.execute(exact)]
+    errors += [error_pct(int(est), int(meas)) for est, meas in session.execute(exact)]
     absolute = [abs(error) for error in errors]
     histogram: dict[str, int] = {}
     for error in errors:
