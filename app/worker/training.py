@@ -6,14 +6,14 @@ Three layers, as for profile jobs:
   app.worker.training` (a fresh process, so the allocator statistics are the run's own and
   a crash or SIGKILL does not take the Ray worker down) and reads one JSON result line back.
   A child killed by a signal comes back as status "interrupted": the dispatcher puts the job
-  back in the queue (`jobs.retry_or_fail`), and the next attempt resumes from the last
+  back in the queue (`queue.retry_or_fail`), and the next attempt resumes from the last
   checkpoint.
 - `train_and_evaluate(payload)` is the child: phase "build" (the Keras model from the spec,
   through `profilers.builders`; a checkpoint restored if there is one), "train" (the spec's
   optimizer over the chosen channel at the training Eb/N0; a checkpoint every
   `checkpoint_every` steps; the allocator peak read as `profilers.allocator` reads it), and
   "evaluate" (BER/SER/BLER of the trained model and of the classical baselines through
-  `profilers.phy`). Progress goes to the job row as it runs (`jobs.set_training_progress`,
+  `profilers.phy`). Progress goes to the job row as it runs (`queue.set_training_progress`,
   at most every `PROGRESS_EVERY_S`, and at every checkpoint and phase change).
 - `record(...)` writes the outcome in the dispatcher: the job's result, the measurement
   paired with the estimate of the same spec and batch, and the BER rows.
@@ -351,10 +351,10 @@ class Progress:
             tmp.write_text(json.dumps(self.values))
             os.replace(tmp, self.file)
             return
-        from app.services import jobs
+        from app.services import queue
 
         with self.sessions() as session:
-            held = jobs.set_training_progress(session, str(self.owner), self.job_id or 0, **values)
+            held = queue.set_training_progress(session, str(self.owner), self.job_id or 0, **values)
         if not held:
             raise Cancelled(f"job {self.job_id}: lease lost (cancelled or re-leased)")
 
@@ -640,7 +640,7 @@ def record(dispatcher: Any, job: Any, output: dict[str, Any]) -> None:
     """Write a train job's outcome (in the dispatcher process)."""
     import logging
 
-    from app.services import jobs
+    from app.services import queue
     from app.worker import profile
 
     log = logging.getLogger("phymem.worker")
@@ -649,10 +649,10 @@ def record(dispatcher: Any, job: Any, output: dict[str, Any]) -> None:
     status = outcome.get("status")
     with dispatcher.sessions() as session:
         if status == "interrupted":
-            new = jobs.retry_or_fail(session, dispatcher.owner, job, outcome["error"])
+            new = queue.retry_or_fail(session, dispatcher.owner, job, outcome["error"])
             log.warning("job %d: %s: now %s", job.id, outcome["error"], new or "lease lost")
             return
-        estimate = jobs.estimate_for(session, job)
+        estimate = queue.estimate_for(session, job)
         if status != "ok":
             error = str(outcome.get("error") or status)
             measurement = None
@@ -663,7 +663,7 @@ def record(dispatcher: Any, job: Any, output: dict[str, Any]) -> None:
                     "status": "oom",
                     "measured_bytes": None,
                 }
-            jobs.finish(
+            queue.finish(
                 session,
                 dispatcher.owner,
                 job,
@@ -692,7 +692,7 @@ def record(dispatcher: Any, job: Any, output: dict[str, Any]) -> None:
             "node_id": placement.get("node_id"),
             "worker_pid": placement.get("worker_pid"),
         }
-        jobs.finish(
+        queue.finish(
             session,
             dispatcher.owner,
             job,

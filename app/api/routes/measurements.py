@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from app.api.deps import ReleasingRoute, SessionDep
 from app.api.schemas import MAX_ID
-from app.services import jobs
+from app.services import measurements
 from estimator.engine import Mode
 from estimator.spec import MAX_MESSAGE_BITS, PRINTABLE, FamilyName
 
@@ -61,7 +61,7 @@ def list_measurements(
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> Any:
     """Measurements oldest first; `error_pct` = (estimate - measured) / measured x 100."""
-    items = jobs.list_measurements(
+    items = measurements.list_measurements(
         session,
         family=family,
         k=k,
