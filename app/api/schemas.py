@@ -9,7 +9,6 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from app.core.statuses import JobStatus
-from app.services.dashboard import MAX_CURVE_POINTS
 from app.worker.resources import CLASS_PATTERN
 from estimator.calibration import Calibration
 from estimator.engine import DEFAULT_MODE, Breakdown, LayerEstimate, Mode
@@ -589,6 +588,9 @@ class MeasurementList(BaseModel):
 
 
 # --- Dashboard -------------------------------------------------------------------------
+
+
+MAX_CURVE_POINTS = 64  # points of one batch curve (app/services/dashboard.py enforces it too)
 
 
 class BatchCurveRequest(BaseModel):
