@@ -596,7 +596,8 @@ def run_task(payload: dict[str, Any]) -> dict[str, Any]:
     try:
         done = subprocess.run(
             [sys.executable, "-m", "app.worker.training"],
-            input=json.dumps(payload),
+            # The child reads plain JSON; the dispatcher's Ray actor handle stays here.
+            input=json.dumps({k: v for k, v in payload.items() if k != "execution_log"}),
             capture_output=True,
             text=True,
             env=env,
