@@ -1,4 +1,4 @@
-"""The job queue in the database (app/services/jobs.py), on SQLite and PostgreSQL.
+"""The job queue in the database (app/services/queue.py), on SQLite and PostgreSQL.
 
 Claims are atomic (each job goes to exactly one of many concurrent claimers), leases
 expire into the queue again until the job's attempts run out, and only the lease holder
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Job, utcnow
 from app.db.session import make_engine, make_sessionmaker
-from app.services import jobs
+from app.services import jobs, measurements, queue
 from estimator.spec import FamilySpec
 
 TINY = FamilySpec(family="bae", k=2, nt=2, ht=16, hr=32, batch=64)
@@ -54,7 +54,7 @@ def test_concurrent_claims_hand_out_each_job_once(db_url: str, sessions: Any) ->
         try:
             with make_sessionmaker(engine)() as session:
                 while True:
-                    got = jobs.claim(session, name, lease_s=60, classes={"cpu"}, limit=2)
+                    got = queue.claim(session, name, lease_s=60, classes={"cpu"}, limit=2)
                     if not got:
                         break
                     mine += [job.id for job in got]
@@ -83,10 +83,10 @@ def test_claims_only_device_classes_the_cluster_serves(sessions: Any) -> None:
     with sessions() as session:
         (gpu,) = _submit(session, device_class="a100-80gb")
         (cpu,) = _submit(session)
-        got = jobs.claim(session, "w", lease_s=60, classes={"cpu"}, limit=5)
+        got = queue.claim(session, "w", lease_s=60, classes={"cpu"}, limit=5)
         assert [job.id for job in got] == [cpu]
-        assert jobs.claim(session, "w", lease_s=60, classes={"cpu"}, limit=5) == []
-        got = jobs.claim(session, "w", lease_s=60, classes={"cpu", "a100-80gb"}, limit=5)
+        assert queue.claim(session, "w", lease_s=60, classes={"cpu"}, limit=5) == []
+        got = queue.claim(session, "w", lease_s=60, classes={"cpu", "a100-80gb"}, limit=5)
         assert [(job.id, job.device_class) for job in got] == [(gpu, "a100-80gb")]
         assert got[0].spec_json.startswith("{") and got[0].params["steps"] == 3
 
@@ -95,35 +95,35 @@ def test_expired_leases_are_requeued_until_attempts_run_out(sessions: Any) -> No
     with sessions() as session:
         (job_id,) = _submit(session, max_attempts=2)
         for attempt in (1, 2):
-            (claimed,) = jobs.claim(session, "dead", lease_s=60, classes={"cpu"})
+            (claimed,) = queue.claim(session, "dead", lease_s=60, classes={"cpu"})
             assert claimed.attempts == attempt
-            assert jobs.requeue_stale(session) == (0, 0)  # lease still valid
+            assert queue.requeue_stale(session) == (0, 0)  # lease still valid
             _expire(session, job_id)
-            requeued, failed = jobs.requeue_stale(session)
+            requeued, failed = queue.requeue_stale(session)
             assert (requeued, failed) == ((1, 0) if attempt == 1 else (0, 1))
         job = jobs.get(session, job_id)
         assert job.status == "failed" and job.attempts == 2
         assert job.lease_owner is None and "lease" in (job.error or "")
-        assert jobs.claim(session, "w", lease_s=60, classes={"cpu"}) == []
+        assert queue.claim(session, "w", lease_s=60, classes={"cpu"}) == []
 
 
 def test_only_the_lease_holder_writes_the_outcome(sessions: Any) -> None:
     with sessions() as session:
         (job_id,) = _submit(session)
-        (first,) = jobs.claim(session, "first", lease_s=60, classes={"cpu"})
+        (first,) = queue.claim(session, "first", lease_s=60, classes={"cpu"})
         _expire(session, job_id)
-        jobs.requeue_stale(session)
-        (second,) = jobs.claim(session, "second", lease_s=60, classes={"cpu"})
+        queue.requeue_stale(session)
+        (second,) = queue.claim(session, "second", lease_s=60, classes={"cpu"})
         assert second.attempts == 2
-        assert jobs.renew(session, "first", [job_id], lease_s=60) == {job_id}  # lost
-        assert jobs.renew(session, "second", [job_id], lease_s=60) == set()
+        assert queue.renew(session, "first", [job_id], lease_s=60) == {job_id}  # lost
+        assert queue.renew(session, "second", [job_id], lease_s=60) == set()
         assert (
-            jobs.finish(session, "first", first, status="succeeded", result={"status": "ok"})
+            queue.finish(session, "first", first, status="succeeded", result={"status": "ok"})
             is None
         )
         assert jobs.get(session, job_id).status == "running"
-        estimate = jobs.estimate_for(session, second)
-        measurement_id = jobs.finish(
+        estimate = queue.estimate_for(session, second)
+        measurement_id = queue.finish(
             session,
             "second",
             second,
@@ -141,7 +141,7 @@ def test_only_the_lease_holder_writes_the_outcome(sessions: Any) -> None:
         job = jobs.get(session, job_id)
         assert job.status == "oom" and job.progress == 1.0 and job.lease_owner is None
         assert job.result == {"status": "oom", "measurement_id": measurement_id}
-        (pair,) = jobs.list_measurements(session, job_id=job_id)
+        (pair,) = measurements.list_measurements(session, job_id=job_id)
         assert pair["status"] == "oom" and pair["measured_bytes"] is None
         assert pair["estimate_bytes"] == int(estimate["total_bytes"])
 
@@ -149,9 +149,9 @@ def test_only_the_lease_holder_writes_the_outcome(sessions: Any) -> None:
 def test_release_puts_jobs_back_without_spending_an_attempt(sessions: Any) -> None:
     with sessions() as session:
         (job_id,) = _submit(session)
-        jobs.claim(session, "w", lease_s=60, classes={"cpu"})
-        assert jobs.release(session, "other", [job_id]) == 0
-        assert jobs.release(session, "w", [job_id]) == 1
+        queue.claim(session, "w", lease_s=60, classes={"cpu"})
+        assert queue.release(session, "other", [job_id]) == 0
+        assert queue.release(session, "w", [job_id]) == 1
         job = jobs.get(session, job_id)
         assert job.status == "queued" and job.attempts == 0 and job.lease_owner is None
 
@@ -159,6 +159,6 @@ def test_release_puts_jobs_back_without_spending_an_attempt(sessions: Any) -> No
 def test_cancelling_a_running_job_revokes_its_lease(sessions: Any) -> None:
     with sessions() as session:
         (job_id,) = _submit(session)
-        jobs.claim(session, "w", lease_s=60, classes={"cpu"})
+        queue.claim(session, "w", lease_s=60, classes={"cpu"})
         assert jobs.cancel(session, job_id).status == "cancelled"
-        assert jobs.renew(session, "w", [job_id], lease_s=60) == {job_id}
+        assert queue.renew(session, "w", [job_id], lease_s=60) == {job_id}

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
+from app.core.statuses import JobStatus
+from app.worker.resources import CLASS_PATTERN
 from estimator.calibration import Calibration
 from estimator.engine import DEFAULT_MODE, Breakdown, LayerEstimate, Mode
 from estimator.gate import DEFAULT_BASIS, Basis
@@ -450,3 +452,191 @@ def grid_points(text: str) -> list[float]:
         return parse_grid(text)
     except ValueError as error:
         raise ValueError(str(error).removeprefix("ebn0: ")) from None
+
+
+# --- Jobs ----------------------------------------------------------------------------
+
+
+class JobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["profile", "train"] = Field(
+        default="profile",
+        description="'profile': measure one training step's peak and pair it with the "
+        "estimate. 'train': train the spec's model over a channel, measure the training's "
+        "peak, evaluate BER vs Eb/N0 against the classical baselines.",
+    )
+    spec: ApiSpec
+    device_class: str = Field(
+        default="cpu",
+        pattern=CLASS_PATTERN,
+        description="'cpu', a GPU of GET /v1/devices (e.g. a100-80gb), or a class your "
+        "Ray nodes advertise as the resource device:<class>.",
+    )
+    steps: int = Field(default=3, ge=1, le=100, description="Measured training steps.")
+    mode: Mode = Field(default="framework", description="Mode of the paired estimate.")
+    memory_limit_bytes: int | None = Field(
+        default=None,
+        ge=2**20,
+        le=2**50,
+        description="Cap the measuring process's address space (a smaller device); 1 MiB to 1 PiB.",
+    )
+    timeout_s: float | None = Field(default=None, gt=0, le=86_400)
+    max_attempts: int = Field(default=3, ge=1, le=10, description="Claims before failing.")
+    train: TrainParams | None = Field(
+        default=None, description="kind 'train': how to train (defaults stated per field)."
+    )
+    evaluate: EvaluateParams | None = Field(
+        default=None, description="kind 'train': how to evaluate the trained model."
+    )
+
+
+Phase = Literal["build", "train", "evaluate"]
+
+
+class JobOut(BaseModel):
+    id: int
+    url: str
+    kind: str
+    status: JobStatus
+    device_class: str | None
+    mode: str
+    spec_hash: str | None
+    spec: dict[str, Any] | None
+    params: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    progress: float
+    phase: Phase | None = Field(description="A training job's current phase.")
+    step: int | None = Field(description="Training steps done.")
+    total_steps: int | None = Field(description="Training steps asked for.")
+    loss: float | None = Field(description="The latest training loss.")
+    ebn0_db: float | None = Field(description="The Eb/N0 point being evaluated.")
+    result: dict[str, Any] | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobList(BaseModel):
+    items: list[JobOut]
+    limit: int
+    offset: int
+
+
+JOB_EXAMPLES: dict[str, Any] = {
+    "tiny": {
+        "summary": "A tiny BAE on the CPU, one measured step",
+        "value": {
+            "kind": "profile",
+            "spec": {"family": "bae", "k": 2, "nt": 2, "ht": 16, "hr": 32, "batch": 64},
+            "device_class": "cpu",
+            "steps": 1,
+        },
+    },
+    "train": {
+        "summary": "Train a small Tanh-BAE over the 2x2 cross channel, evaluate vs ZF/MMSE/ML",
+        "value": {
+            "kind": "train",
+            "spec": {"family": "tanh-bae", "k": 2, "nt": 2, "ht": 64, "hr": 128},
+            "train": {
+                "channel": "cross",
+                "cross": 0.3,
+                "train_ebn0_db": 7,
+                "steps": 2000,
+                "batch": 512,
+                "seed": 1,
+            },
+            "evaluate": {"ebn0_db": "0:10:2", "target_errors": 200, "max_bits": 1000000},
+        },
+    },
+}
+
+
+class BerRow(BaseModel):
+    detector: str = Field(description="'zf', 'mmse', 'ml', or the trained family's name.")
+    ebn0_db: float
+    bits: int
+    bit_errors: int
+    errors: int = Field(description="The bit errors again (the CLI's row format).")
+    ber: float
+    ci_low: float = Field(description="95% Clopper-Pearson interval of the BER.")
+    ci_high: float
+    symbols: int
+    symbol_errors: int
+    ser: float
+    messages: int
+    message_errors: int
+    bler: float
+    tx_energy: float = Field(description="Measured mean |x|^2 per transmit antenna.")
+
+
+class BerOut(BaseModel):
+    job_id: int
+    rows: list[BerRow]
+
+
+class LossPoint(BaseModel):
+    step: int
+    loss: float
+
+
+class HistoryOut(BaseModel):
+    job_id: int
+    loss: list[LossPoint]
+
+
+# --- Measurements ----------------------------------------------------------------------
+
+
+class MeasurementOut(BaseModel):
+    id: int
+    job_id: int | None
+    estimate_id: int
+    spec_hash: str
+    kind: str
+    family: str | None
+    k: int | None
+    nt: int | None
+    batch: int | None
+    mode: str
+    engine_version: str
+    status: Literal["ok", "oom", "failed"]
+    device: str
+    estimate_bytes: int
+    breakdown: dict[str, int] = Field(description="The estimate's bytes by category.")
+    measured_bytes: int | None
+    error_pct: float | None
+    step_time_s: float | None
+    nvml_peak_bytes: int | None
+    framework_versions: dict[str, Any]
+    created_at: datetime
+
+
+class MeasurementList(BaseModel):
+    items: list[MeasurementOut]
+    limit: int
+    offset: int
+
+
+# --- Dashboard -------------------------------------------------------------------------
+
+
+MAX_CURVE_POINTS = 64  # points of one batch curve (app/services/dashboard.py enforces it too)
+
+
+class BatchCurveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    spec: ApiSpec = Field(description="The spec; its batch is replaced by each of `batches`.")
+    mode: Mode = DEFAULT_MODE
+    batches: list[Annotated[int, Field(ge=1, le=2**40)]] = Field(
+        min_length=1, max_length=MAX_CURVE_POINTS
+    )
+
+
+class SpecText(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(max_length=200_000, description="A spec as YAML or JSON.")

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Float, cast, func, select
 from sqlalchemy.orm import Session
 
+from app.api.schemas import MAX_CURVE_POINTS
 from app.core.statuses import JOB_STATUSES
 from app.db.models import Estimate as EstimateRow
 from app.db.models import Job, utcnow
@@ -210,7 +211,6 @@ def fitted_calibration(session: Session, device: str, mode: Mode) -> dict[str, A
     }
 
 
-MAX_CURVE_POINTS = 64
 # Each framework-mode point replays the allocator (~5-25 ms): fewer of them per request.
 MAX_FRAMEWORK_CURVE_POINTS = 32
 

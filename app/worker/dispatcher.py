@@ -31,7 +31,7 @@ import ray
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import make_engine, make_sessionmaker
-from app.services import jobs
+from app.services import queue
 from app.worker import profile, resources, training
 from app.worker.task import FAULTS, ExecutionLog, remote_function
 
@@ -59,7 +59,7 @@ class WorkerConfig:
 
 @dataclass
 class InFlight:
-    job: jobs.ClaimedJob
+    job: queue.ClaimedJob
     ref: Any
     submitted: float
 
@@ -127,7 +127,7 @@ class Dispatcher:
         ensure_migrated(self.engine)
         self.start_ray()
         with self.sessions() as session:
-            requeued, failed = jobs.requeue_stale(session)
+            requeued, failed = queue.requeue_stale(session)
         if requeued or failed:
             log.info("stale leases: %d job(s) re-queued, %d failed", requeued, failed)
         log.info("worker %s dispatching (concurrency %d)", self.owner, self.config.concurrency)
@@ -148,7 +148,7 @@ class Dispatcher:
                 with contextlib.suppress(Exception):  # already finished or Ray is gone
                     ray.cancel(entry.ref, force=True)
             with self.sessions() as session:
-                released = jobs.release(session, self.owner, ids)
+                released = queue.release(session, self.owner, ids)
             log.info("released %d in-flight job(s) back to the queue", released)
             self.inflight.clear()
         if self._owns_ray and ray.is_initialized():
@@ -162,7 +162,7 @@ class Dispatcher:
         if now - self._last_requeue >= max(self.config.lease_s / 2, 1.0):
             self._last_requeue = now
             with self.sessions() as session:
-                requeued, failed = jobs.requeue_stale(session)
+                requeued, failed = queue.requeue_stale(session)
             if requeued or failed:
                 log.info("stale leases: %d job(s) re-queued, %d failed", requeued, failed)
         if self.inflight and now - self._last_renew >= self.config.lease_s / 3:
@@ -195,7 +195,7 @@ class Dispatcher:
     def _renew(self) -> None:
         ids = [entry.job.id for entry in self.inflight.values()]
         with self.sessions() as session:
-            lost = jobs.renew(session, self.owner, ids, lease_s=self.config.lease_s)
+            lost = queue.renew(session, self.owner, ids, lease_s=self.config.lease_s)
         for ref, entry in list(self.inflight.items()):
             if entry.job.id in lost:
                 log.warning("job %d: lease lost (cancelled or re-leased): stopped", entry.job.id)
@@ -210,13 +210,13 @@ class Dispatcher:
         cluster = ray.cluster_resources()  # type: ignore[no-untyped-call]
         classes = resources.available_classes(cluster)
         with self.sessions() as session:
-            claimed = jobs.claim(
+            claimed = queue.claim(
                 session, self.owner, lease_s=self.config.lease_s, classes=classes, limit=room
             )
         for job in claimed:
             self._submit(job, cluster)
 
-    def _submit(self, job: jobs.ClaimedJob, cluster: dict[str, float]) -> None:
+    def _submit(self, job: queue.ClaimedJob, cluster: dict[str, float]) -> None:
         payload: dict[str, Any] = {
             "job_id": job.id,
             "spec_json": job.spec_json,
@@ -243,7 +243,7 @@ class Dispatcher:
             options,
         )
         with self.sessions() as session:
-            jobs.set_progress(session, self.owner, job.id, 0.1)
+            queue.set_progress(session, self.owner, job.id, 0.1)
 
     def _collect(self) -> None:
         if not self.inflight:
@@ -263,26 +263,26 @@ class Dispatcher:
                 self._record(entry.job, output)
             self.finished += 1
 
-    def _count_executions(self, job: jobs.ClaimedJob) -> None:
+    def _count_executions(self, job: queue.ClaimedJob) -> None:
         """Add Ray's retries of the job's task to its attempts (its claim counted one)."""
         if self._executions is None:
             return
         started = int(ray.get(self._executions.take.remote(job.id)))
         if started > 1:
             with self.sessions() as session:
-                jobs.add_attempts(session, self.owner, job.id, started - 1)
+                queue.add_attempts(session, self.owner, job.id, started - 1)
             log.info("job %d: its task ran %d times (Ray retried it)", job.id, started)
 
     # --- outcomes ---------------------------------------------------------------------
 
-    def _record(self, job: jobs.ClaimedJob, output: dict[str, Any]) -> None:
+    def _record(self, job: queue.ClaimedJob, output: dict[str, Any]) -> None:
         if job.kind == "train":
             training.record(self, job, output)
             return
         measurement = output["measurement"]
         placement = output.get("placement", {})
         with self.sessions() as session:
-            estimate = jobs.estimate_for(session, job)
+            estimate = queue.estimate_for(session, job)
             result = profile.pair(
                 estimate,
                 measurement,
@@ -299,7 +299,7 @@ class Dispatcher:
             )
             status = profile.STATUS_TO_JOB.get(result["status"], "failed")
             error = None if status == "succeeded" else (result.get("error") or result["status"])
-            stored = jobs.finish(
+            stored = queue.finish(
                 session,
                 self.owner,
                 job,
@@ -317,7 +317,7 @@ class Dispatcher:
             "" if stored is not None else " [lease lost: not written]",
         )
 
-    def _record_error(self, job: jobs.ClaimedJob, error: BaseException) -> None:
+    def _record_error(self, job: queue.ClaimedJob, error: BaseException) -> None:
         status = "failed"
         oom_error = getattr(ray.exceptions, "OutOfMemoryError", None)
         if oom_error is not None and isinstance(error, oom_error):
@@ -337,7 +337,7 @@ class Dispatcher:
         with self.sessions() as session:
             measurement = None
             if status == "oom":
-                estimate = jobs.estimate_for(session, job)
+                estimate = queue.estimate_for(session, job)
                 measurement = {
                     "estimate_id": estimate["id"],
                     "device": job.device_class,
@@ -346,7 +346,7 @@ class Dispatcher:
                     "framework_versions": {"ray": ray.__version__},
                 }
             result = {"status": "oom" if status == "oom" else "failed", "error": message}
-            jobs.finish(
+            queue.finish(
                 session,
                 self.owner,
                 job,

@@ -6,14 +6,14 @@ Three layers, as for profile jobs:
   app.worker.training` (a fresh process, so the allocator statistics are the run's own and
   a crash or SIGKILL does not take the Ray worker down) and reads one JSON result line back.
   A child killed by a signal comes back as status "interrupted": the dispatcher puts the job
-  back in the queue (`jobs.retry_or_fail`), and the next attempt resumes from the last
+  back in the queue (`queue.retry_or_fail`), and the next attempt resumes from the last
   checkpoint.
 - `train_and_evaluate(payload)` is the child: phase "build" (the Keras model from the spec,
   through `profilers.builders`; a checkpoint restored if there is one), "train" (the spec's
   optimizer over the chosen channel at the training Eb/N0; a checkpoint every
   `checkpoint_every` steps; the allocator peak read as `profilers.allocator` reads it), and
   "evaluate" (BER/SER/BLER of the trained model and of the classical baselines through
-  `profilers.phy`). Progress goes to the job row as it runs (`jobs.set_training_progress`,
+  `profilers.phy`). Progress goes to the job row as it runs (`queue.set_training_progress`,
   at most every `PROGRESS_EVERY_S`, and at every checkpoint and phase change).
 - `record(...)` writes the outcome in the dispatcher: the job's result, the measurement
   paired with the estimate of the same spec and batch, and the BER rows.
@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import gc
 import json
+import logging
 import math
 import os
 import platform
@@ -53,6 +54,8 @@ import numpy as np
 from app.api.schemas import EvaluateParams, TrainParams
 from app.services import training as paths
 from estimator.spec import FamilySpec
+
+_log = logging.getLogger("phymem.worker")
 
 RESULT_PREFIX = "PHYMEM_TRAIN_RESULT "
 PROGRESS_EVERY_S = 0.5
@@ -351,10 +354,10 @@ class Progress:
             tmp.write_text(json.dumps(self.values))
             os.replace(tmp, self.file)
             return
-        from app.services import jobs
+        from app.services import queue
 
         with self.sessions() as session:
-            held = jobs.set_training_progress(session, str(self.owner), self.job_id or 0, **values)
+            held = queue.set_training_progress(session, str(self.owner), self.job_id or 0, **values)
         if not held:
             raise Cancelled(f"job {self.job_id}: lease lost (cancelled or re-leased)")
 
@@ -604,7 +607,8 @@ def run_task(payload: dict[str, Any]) -> dict[str, Any]:
     try:
         done = subprocess.run(
             [sys.executable, "-m", "app.worker.training"],
-            input=json.dumps(payload),
+            # The child reads plain JSON; the dispatcher's Ray actor handle stays here.
+            input=json.dumps({k: v for k, v in payload.items() if k != "execution_log"}),
             capture_output=True,
             text=True,
             env=env,
@@ -649,41 +653,20 @@ def payload_for(job: Any, owner: str, database_url: str) -> dict[str, Any]:
 
 def record(dispatcher: Any, job: Any, output: dict[str, Any]) -> None:
     """Write a train job's outcome (in the dispatcher process)."""
-    import logging
-
-    from app.services import jobs
+    from app.services import queue
     from app.worker import profile
 
-    log = logging.getLogger("phymem.worker")
     outcome = output["training"]
     placement = output.get("placement", {})
     status = outcome.get("status")
     with dispatcher.sessions() as session:
         if status == "interrupted":
-            new = jobs.retry_or_fail(session, dispatcher.owner, job, outcome["error"])
-            log.warning("job %d: %s: now %s", job.id, outcome["error"], new or "lease lost")
+            new = queue.retry_or_fail(session, dispatcher.owner, job, outcome["error"])
+            _log.warning("job %d: %s: now %s", job.id, outcome["error"], new or "lease lost")
             return
-        estimate = jobs.estimate_for(session, job)
+        estimate = queue.estimate_for(session, job)
         if status != "ok":
-            error = str(outcome.get("error") or status)
-            measurement = None
-            if status == "oom":
-                measurement = {
-                    "estimate_id": estimate["id"],
-                    "device": job.device_class,
-                    "status": "oom",
-                    "measured_bytes": None,
-                }
-            jobs.finish(
-                session,
-                dispatcher.owner,
-                job,
-                status="oom" if status == "oom" else "failed",
-                result={"status": status, "error": error, "attempt": job.attempts},
-                error=error,
-                measurement=measurement,
-            )
-            log.warning("job %d: %s: %s", job.id, status, error.splitlines()[0])
+            _record_failure(session, dispatcher.owner, job, estimate, status, outcome)
             return
         pair = profile.pair(
             estimate,
@@ -691,28 +674,16 @@ def record(dispatcher: Any, job: Any, output: dict[str, Any]) -> None:
             device_class=job.device_class,
             ray_version=placement.get("ray_version"),
         )
-        result = {
-            **pair,
-            "estimate_id": estimate["id"],
-            "final_loss": outcome["final_loss"],
-            "steps": outcome["steps"],
-            "resumed_from_step": outcome["resumed_from_step"],
-            "steps_this_attempt": outcome["steps_this_attempt"],
-            "artifacts": outcome["artifacts"],
-            "attempt": job.attempts,
-            "node_id": placement.get("node_id"),
-            "worker_pid": placement.get("worker_pid"),
-        }
-        jobs.finish(
+        queue.finish(
             session,
             dispatcher.owner,
             job,
             status="succeeded",
-            result=result,
+            result=_succeeded(job, estimate, pair, outcome, placement),
             measurement={**pair, "estimate_id": estimate["id"]},
             ber=outcome["ber"],
         )
-    log.info(
+    _log.info(
         "job %d: trained %d steps (from %d), loss %.4g, %d BER rows",
         job.id,
         outcome["steps"],
@@ -720,6 +691,61 @@ def record(dispatcher: Any, job: Any, output: dict[str, Any]) -> None:
         outcome["final_loss"],
         len(outcome["ber"]),
     )
+
+
+def _record_failure(
+    session: Any,
+    owner: str,
+    job: Any,
+    estimate: dict[str, Any],
+    status: str | None,
+    outcome: dict[str, Any],
+) -> None:
+    """A run that failed or ran out of memory: the job's error, and for an OOM its
+    measurement (out of memory, no peak)."""
+    from app.services import queue
+
+    error = str(outcome.get("error") or status)
+    measurement = None
+    if status == "oom":
+        measurement = {
+            "estimate_id": estimate["id"],
+            "device": job.device_class,
+            "status": "oom",
+            "measured_bytes": None,
+        }
+    queue.finish(
+        session,
+        owner,
+        job,
+        status="oom" if status == "oom" else "failed",
+        result={"status": status, "error": error, "attempt": job.attempts},
+        error=error,
+        measurement=measurement,
+    )
+    _log.warning("job %d: %s: %s", job.id, status, error.splitlines()[0])
+
+
+def _succeeded(
+    job: Any,
+    estimate: dict[str, Any],
+    pair: dict[str, Any],
+    outcome: dict[str, Any],
+    placement: dict[str, Any],
+) -> dict[str, Any]:
+    """A trained job's result: the estimated-vs-measured pair and the run's facts."""
+    return {
+        **pair,
+        "estimate_id": estimate["id"],
+        "final_loss": outcome["final_loss"],
+        "steps": outcome["steps"],
+        "resumed_from_step": outcome["resumed_from_step"],
+        "steps_this_attempt": outcome["steps_this_attempt"],
+        "artifacts": outcome["artifacts"],
+        "attempt": job.attempts,
+        "node_id": placement.get("node_id"),
+        "worker_pid": placement.get("worker_pid"),
+    }
 
 
 def _main() -> int:

@@ -10,31 +10,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import ReleasingRoute, SessionDep
-from app.api.schemas import ApiSpec, pure
+from app.api.schemas import BatchCurveRequest, SpecText, pure
 from app.services import dashboard
 from estimator.engine import DEFAULT_MODE, Mode
 from estimator.spec import PRINTABLE, FamilyName
 
 router = APIRouter(prefix="/v1", tags=["dashboard"], route_class=ReleasingRoute)
-
-
-class BatchCurveRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    spec: ApiSpec = Field(description="The spec; its batch is replaced by each of `batches`.")
-    mode: Mode = DEFAULT_MODE
-    batches: list[Annotated[int, Field(ge=1, le=2**40)]] = Field(
-        min_length=1, max_length=dashboard.MAX_CURVE_POINTS
-    )
-
-
-class SpecText(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    text: str = Field(max_length=200_000, description="A spec as YAML or JSON.")
 
 
 @router.get("/overview", summary="Counts, latest jobs and the worker's presence")

@@ -10,20 +10,26 @@ estimates are.
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import JobRateLimit, ReleasingRoute, SessionDep, SettingsDep
 from app.api.errors import ProblemError, invalid
-from app.api.schemas import MAX_ID, ApiSpec, EvaluateParams, Problem, TrainParams
+from app.api.schemas import (
+    MAX_ID,
+    BerOut,
+    EvaluateParams,
+    HistoryOut,
+    JobList,
+    JobOut,
+    JobRequest,
+    Problem,
+    TrainParams,
+)
 from app.core.statuses import JobStatus
 from app.services import jobs, training
-from app.worker.resources import CLASS_PATTERN
-from estimator.engine import Mode
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=ReleasingRoute)
 
@@ -60,136 +66,6 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Missing or wrong X-API-Key."},
     403: {"model": Problem, "description": "Submissions disabled: no PHYMEM_API_KEY set."},
 }
-
-
-class JobRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["profile", "train"] = Field(
-        default="profile",
-        description="'profile': measure one training step's peak and pair it with the "
-        "estimate. 'train': train the spec's model over a channel, measure the training's "
-        "peak, evaluate BER vs Eb/N0 against the classical baselines.",
-    )
-    spec: ApiSpec
-    device_class: str = Field(
-        default="cpu",
-        pattern=CLASS_PATTERN,
-        description="'cpu', a GPU of GET /v1/devices (e.g. a100-80gb), or a class your "
-        "Ray nodes advertise as the resource device:<class>.",
-    )
-    steps: int = Field(default=3, ge=1, le=100, description="Measured training steps.")
-    mode: Mode = Field(default="framework", description="Mode of the paired estimate.")
-    memory_limit_bytes: int | None = Field(
-        default=None,
-        ge=2**20,
-        le=2**50,
-        description="Cap the measuring process's address space (a smaller device); 1 MiB to 1 PiB.",
-    )
-    timeout_s: float | None = Field(default=None, gt=0, le=86_400)
-    max_attempts: int = Field(default=3, ge=1, le=10, description="Claims before failing.")
-    train: TrainParams | None = Field(
-        default=None, description="kind 'train': how to train (defaults stated per field)."
-    )
-    evaluate: EvaluateParams | None = Field(
-        default=None, description="kind 'train': how to evaluate the trained model."
-    )
-
-
-Phase = Literal["build", "train", "evaluate"]
-
-
-class JobOut(BaseModel):
-    id: int
-    url: str
-    kind: str
-    status: JobStatus
-    device_class: str | None
-    mode: str
-    spec_hash: str | None
-    spec: dict[str, Any] | None
-    params: dict[str, Any]
-    attempts: int
-    max_attempts: int
-    progress: float
-    phase: Phase | None = Field(description="A training job's current phase.")
-    step: int | None = Field(description="Training steps done.")
-    total_steps: int | None = Field(description="Training steps asked for.")
-    loss: float | None = Field(description="The latest training loss.")
-    ebn0_db: float | None = Field(description="The Eb/N0 point being evaluated.")
-    result: dict[str, Any] | None
-    error: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-
-class JobList(BaseModel):
-    items: list[JobOut]
-    limit: int
-    offset: int
-
-
-JOB_EXAMPLES: dict[str, Any] = {
-    "tiny": {
-        "summary": "A tiny BAE on the CPU, one measured step",
-        "value": {
-            "kind": "profile",
-            "spec": {"family": "bae", "k": 2, "nt": 2, "ht": 16, "hr": 32, "batch": 64},
-            "device_class": "cpu",
-            "steps": 1,
-        },
-    },
-    "train": {
-        "summary": "Train a small Tanh-BAE over the 2x2 cross channel, evaluate vs ZF/MMSE/ML",
-        "value": {
-            "kind": "train",
-            "spec": {"family": "tanh-bae", "k": 2, "nt": 2, "ht": 64, "hr": 128},
-            "train": {
-                "channel": "cross",
-                "cross": 0.3,
-                "train_ebn0_db": 7,
-                "steps": 2000,
-                "batch": 512,
-                "seed": 1,
-            },
-            "evaluate": {"ebn0_db": "0:10:2", "target_errors": 200, "max_bits": 1000000},
-        },
-    },
-}
-
-
-class BerRow(BaseModel):
-    detector: str = Field(description="'zf', 'mmse', 'ml', or the trained family's name.")
-    ebn0_db: float
-    bits: int
-    bit_errors: int
-    errors: int = Field(description="The bit errors again (the CLI's row format).")
-    ber: float
-    ci_low: float = Field(description="95% Clopper-Pearson interval of the BER.")
-    ci_high: float
-    symbols: int
-    symbol_errors: int
-    ser: float
-    messages: int
-    message_errors: int
-    bler: float
-    tx_energy: float = Field(description="Measured mean |x|^2 per transmit antenna.")
-
-
-class BerOut(BaseModel):
-    job_id: int
-    rows: list[BerRow]
-
-
-class LossPoint(BaseModel):
-    step: int
-    loss: float
-
-
-class HistoryOut(BaseModel):
-    job_id: int
-    loss: list[LossPoint]
 
 
 @router.post(

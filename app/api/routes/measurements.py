@@ -2,49 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
 
 from app.api.deps import ReleasingRoute, SessionDep
-from app.api.schemas import MAX_ID
-from app.services import jobs
+from app.api.schemas import MAX_ID, MeasurementList
+from app.services import measurements
 from estimator.engine import Mode
 from estimator.spec import MAX_MESSAGE_BITS, PRINTABLE, FamilyName
 
 router = APIRouter(prefix="/v1/measurements", tags=["measurements"], route_class=ReleasingRoute)
-
-
-class MeasurementOut(BaseModel):
-    id: int
-    job_id: int | None
-    estimate_id: int
-    spec_hash: str
-    kind: str
-    family: str | None
-    k: int | None
-    nt: int | None
-    batch: int | None
-    mode: str
-    engine_version: str
-    status: Literal["ok", "oom", "failed"]
-    device: str
-    estimate_bytes: int
-    breakdown: dict[str, int] = Field(description="The estimate's bytes by category.")
-    measured_bytes: int | None
-    error_pct: float | None
-    step_time_s: float | None
-    nvml_peak_bytes: int | None
-    framework_versions: dict[str, Any]
-    created_at: datetime
-
-
-class MeasurementList(BaseModel):
-    items: list[MeasurementOut]
-    limit: int
-    offset: int
 
 
 @router.get("", response_model=MeasurementList, summary="Estimated-vs-measured pairs")
@@ -61,7 +29,7 @@ def list_measurements(
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> Any:
     """Measurements oldest first; `error_pct` = (estimate - measured) / measured x 100."""
-    items = jobs.list_measurements(
+    items = measurements.list_measurements(
         session,
         family=family,
         k=k,
