@@ -67,10 +67,7 @@ def run_job(payload: dict[str, Any]) -> dict[str, Any]:
         from app.worker import training
 
         return {
-            # the training child gets the job's data only (the actor handle stays here)
-            "training": training.run_task(
-                {**{k: v for k, v in payload.items() if k != "execution_log"}, "device": device}
-            ),
+            "training": training.run_task({**payload, "device": device}),
             "placement": placement,
         }
     measurement = profile.measure(
