@@ -7,32 +7,20 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.core.limits import charge, check_budget, framework_units
+from app.core.limits import check_budget
 from app.db.models import Device
 from app.db.session import release
-from app.services.estimates import charge_framework, engine_call, layer_count, totals
+from app.services.estimates import engine_call, totals
 from estimator.calibration import Calibration
 from estimator.engine import ENGINE_VERSION, Mode, cached_plan
 from estimator.errors import InvalidInput as invalid
 from estimator.gate import Basis, check, device_calibration, required_bytes
-from estimator.search import MAX_EXPECTED_SCAN, max_batch
-from estimator.spec import MAX_MESSAGE_BITS, AnySpec, FamilySpec
+from estimator.search import max_batch
+from estimator.spec import MAX_MESSAGE_BITS, AnySpec
 from estimator.sweep import Grid, sweep
 from estimator.units import GIB, parse_size
 
-# Evaluations one largest-batch search may make on the upper basis (an interpolation
-# search, bisection where it stalls); the expected basis may check MAX_EXPECTED_SCAN more.
-MAX_BATCH_PROBES = 64
 _GRID_LISTS = ("family", "k", "nt", "batch", "precision", "optimizer")
-
-
-def _family_units(family: str, grid: Grid) -> int:
-    """Framework-mode units of one cell of `family` at the grid's largest k and N_T."""
-    try:
-        spec = FamilySpec(family=family, k=max(grid.k), nt=max(grid.nt), ht=grid.ht, hr=grid.hr)
-    except ValueError:
-        return 0  # the sweep itself words the error
-    return framework_units(layer_count(spec))
 
 
 def run_sweep(grid: Grid, max_cells: int) -> dict[str, Any]:
@@ -52,9 +40,6 @@ def run_sweep(grid: Grid, max_cells: int) -> dict[str, Any]:
             f"max(k) * max(nt) = {bits} bits: message spaces beyond 2^{MAX_MESSAGE_BITS} "
             "are not supported",
         )
-    if grid.mode == "framework":
-        widest_units = max(_family_units(family, grid) for family in grid.family)
-        charge(widest_units * grid.size, "", f"a {grid.size}-cell framework-mode sweep")
 
     def rows_checked() -> list[Any]:
         rows = []
@@ -132,7 +117,6 @@ def gate(
     name, vram_bytes = resolve_memory(session, device, vram)
     calibrated = verdict_calibration(name, mode)
     release(session)
-    charge_framework(mode, [spec for _, spec in specs], 1, "specs", f"a gate of {len(specs)} specs")
     verdicts = []
     for index, (label, spec) in enumerate(specs):
         check_budget()
@@ -182,8 +166,6 @@ def largest_batch(
     name, vram_bytes = resolve_memory(session, device, vram)
     calibrated = verdict_calibration(name, mode)
     release(session)
-    probes = MAX_BATCH_PROBES + (MAX_EXPECTED_SCAN if basis == "expected" else 0)
-    charge_framework(mode, [spec], probes, "spec", "this largest-batch search")
     batch: int = engine_call(
         mode, max_batch, spec, vram_bytes, mode, basis, calibrated, field="spec"
     )
