@@ -37,7 +37,8 @@ def _family_specs(count: int, hr: int = 64) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def settings(db_url: str, tmp_path: Any) -> Settings:
-    return Settings(database_url=db_url, data_dir=tmp_path)
+    # Gates of up to 1000 framework-mode specs in one body (the default asks for a stream).
+    return Settings(database_url=db_url, data_dir=tmp_path, max_buffered_items=1000)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -101,7 +102,14 @@ def test_time_limit_stops_one_search_midway(db_url: str, tmp_path: Any) -> None:
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_time_limit_stops_a_gate_between_specs(db_url: str, tmp_path: Any) -> None:
-    app = create_app(Settings(database_url=db_url, data_dir=tmp_path, request_time_limit_s=0.2))
+    app = create_app(
+        Settings(
+            database_url=db_url,
+            data_dir=tmp_path,
+            request_time_limit_s=0.2,
+            max_buffered_items=1000,
+        )
+    )
     with TestClient(app) as client:
         start = time.perf_counter()
         response = client.post(

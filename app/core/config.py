@@ -33,6 +33,12 @@ class Settings(BaseSettings):
         "runs in allocator events replayed (one 1024-layer estimate is about 2^24.7, 3.7 s "
         "here; a family about 2^14); past it the work stops with 422.",
     )
+    max_buffered_items: int = Field(
+        default=100,
+        ge=1,
+        description="Framework-mode sweep cells or gate specs answered in one JSON body; "
+        "past this many the request must ask for an NDJSON stream (else 422).",
+    )
     request_time_limit_s: float = Field(
         default=10.0, gt=0, description="Wall-clock cap on one request's computation."
     )
