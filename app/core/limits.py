@@ -7,15 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
-from collections import deque
 
 from starlette.exceptions import HTTPException
 
 from app.core.types import ASGIApp, Message, Receive, Scope, Send
 from estimator.budget import Budget, reset_budget, set_budget
 from estimator.budget import current as current_budget
-from estimator.errors import Cancelled, RateLimited
+from estimator.errors import Cancelled
 
 PROBLEM_JSON = b"application/problem+json"
 
@@ -155,29 +153,3 @@ class RequestBudgetMiddleware:
             reset_budget(token)
             if watcher is not None:
                 watcher.cancel()
-
-
-class RateLimiter:
-    """At most `per_minute` events per key in any 60 s window (sliding log, in memory:
-    per server process)."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._events: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def hit(self, key: str) -> None:
-        """Count one event for `key`; raise RateLimited when past the limit."""
-        now = time.monotonic()
-        with self._lock:
-            events = self._events.setdefault(key, deque())
-            while events and now - events[0] >= 60.0:
-                events.popleft()
-            if len(events) >= self.per_minute:
-                retry = max(1, int(60.0 - (now - events[0])) + 1)
-                raise RateLimited(
-                    f"more than {self.per_minute} job submissions in a minute with this key "
-                    f"(PHYMEM_JOBS_PER_MINUTE); retry in {retry} s",
-                    retry,
-                )
-            events.append(now)
