@@ -93,7 +93,14 @@ def test_a_large_sweep_streams_its_cells(small_client: Any) -> None:
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_a_stream_stops_when_the_client_goes_away(app: Any) -> None:
-    specs = _gate_specs(1000, hr=80)
+    dense = {"type": "dense", "units": 32, "activation": "relu"}
+    model = {
+        "input_kind": "one_hot",
+        "input_size": 16,
+        "layers": [dense] * 63 + [{"type": "dense", "units": 16, "activation": "softmax"}],
+        "loss": "categorical_crossentropy",
+    }
+    specs = [{"spec": {**model, "batch": 64 + i}} for i in range(150)]  # seconds in all
     body = json.dumps({"vram": "80GiB", "mode": "framework", "specs": specs}).encode()
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
@@ -122,6 +129,6 @@ def test_a_stream_stops_when_the_client_goes_away(app: Any) -> None:
     elapsed = asyncio.run(run())
     lines = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     assert sent[0]["status"] == 200
-    assert 0 < lines.count(b"\n") < 1000  # some verdicts went out, not all
+    assert 0 < lines.count(b"\n") < 150  # some verdicts went out, not all
     assert b'"summary"' not in lines
     assert elapsed < 3.0

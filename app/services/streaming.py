@@ -34,7 +34,7 @@ def each_bounded(
     items: Iterable[_Item], line: Callable[[int, _Item], dict[str, Any]]
 ) -> Iterator[dict[str, Any]]:
     """`line(index, item)` for each item under a fresh budget; an item refused (its input,
-    its budget) gives an error line and the stream goes on; a disconnect ends it."""
+    its budget) gives an error line and the stream goes on; a disconnect raises Cancelled."""
     request_budget = current()
     iterator = iter(items)
     index = 0
@@ -49,15 +49,11 @@ def each_bounded(
                 return
             except InvalidInput as error:  # the iterator itself failed: nothing follows
                 out, last = _error_line(index, error), True
-            except Cancelled:  # the client went away: so does the rest of the stream
-                return
             else:
                 try:
                     out = line(index, item)
                 except InvalidInput as error:
                     out = _error_line(index, error)
-                except Cancelled:
-                    return
         yield out
         if last:
             return
@@ -71,11 +67,15 @@ def _error_line(index: int, error: InvalidInput) -> dict[str, Any]:
 def ndjson(
     lines: Iterable[dict[str, Any]], summary: Callable[[list[dict[str, Any]]], dict[str, Any]]
 ) -> Iterator[bytes]:
-    """Encode `lines` one per line, then `{"summary": summary(lines)}`."""
+    """Encode `lines` one per line, then `{"summary": summary(lines)}`; a stream whose
+    client went away just ends (no summary: nobody reads it, and it would be partial)."""
     seen: list[dict[str, Any]] = []
-    for line in lines:
-        seen.append(line)
-        yield json.dumps(line, default=str).encode() + b"\n"
+    try:
+        for line in lines:
+            seen.append(line)
+            yield json.dumps(line, default=str).encode() + b"\n"
+    except Cancelled:
+        return
     yield json.dumps({"summary": summary(seen)}, default=str).encode() + b"\n"
 
 
