@@ -14,7 +14,7 @@ from app.api import errors
 from app.api.routes import dashboard, estimates, jobs, measurements, ops, planning
 from app.api.schemas import Problem
 from app.core.config import Settings, get_settings
-from app.core.limits import BodySizeLimitMiddleware, RateLimiter, RequestBudgetMiddleware
+from app.core.limits import BodySizeLimitMiddleware, RequestBudgetMiddleware
 from app.core.metrics import Metrics, MetricsMiddleware
 from app.db.migrate import ensure_migrated
 from app.db.session import make_engine, make_sessionmaker
@@ -85,7 +85,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.metrics = Metrics()
-    app.state.job_rate_limiter = RateLimiter(settings.jobs_per_minute)
     app.state.assets = assets.Assets()
 
     app.include_router(estimates.router, responses=ERROR_RESPONSES | NOT_FOUND)

@@ -52,3 +52,8 @@ class RateLimited(DomainError):
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class Cancelled(Exception):
+    """The computation was called off by its caller (a client that went away); not an
+    error of the input, so no DomainError."""

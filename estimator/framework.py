@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from functools import cache
 from typing import TYPE_CHECKING
 
+from estimator import budget as work_budget
 from estimator.bfc import BFC_ALIGNMENT, Bfc, Chunk, largest_chunk
 from estimator.costs import Allocation, CostRow, align_up, layer_row
 from estimator.rewrites import CPU_DEVICE_MEMORY_LIMIT, rewritten_batch_norm
@@ -93,7 +94,13 @@ def simulate(trace: Trace) -> Peak:
     held: dict[int, int] = {}  # tensor -> the bytes the bound counts for it
     peak, at, live = -1, -1, []
     any_layout, counted = 0, 0
+    budget = work_budget.current()  # charged as the replay runs (estimator.budget)
+    work = 0
     for n, event in enumerate(trace.events):
+        work += 1
+        if work >= work_budget.CHARGE_EVERY and budget is not None:
+            budget.charge(work)
+            work = 0
         if event >= 0:
             chunk = chunks[event] = bfc.allocate(trace.tensors[event].size)
             held[event] = (
@@ -105,9 +112,12 @@ def simulate(trace: Trace) -> Peak:
                 if bfc.in_use > peak:
                     peak, at = bfc.in_use, n
                     live = [(tensor, chunk.size) for tensor, chunk in chunks.items()]
+                    work += len(live)
         elif ~event in chunks:
             counted -= held.pop(~event)
             bfc.release(chunks.pop(~event))
+    if budget is not None:
+        budget.charge(work)
     return Peak(peak, live, trace.events[at], any_layout)
 
 

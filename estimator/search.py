@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from estimator.budget import charge
 from estimator.engine import DEFAULT_MODE, Mode, cached_plan, model_for
 from estimator.errors import InvalidInput
 from estimator.families import MAX_MESSAGE_BITS, ONE_HOT_FAMILIES
@@ -122,9 +123,11 @@ def max_batch(
     bound = vram_bytes // per_sample_floor  # beyond it the inputs alone do not fit
 
     def need_upper(batch: int) -> int:
+        charge(1)  # a probe: checks the deadline even where plans are cached
         return required_bytes(plan, batch, "upper", calibration)
 
     def fits(batch: int) -> bool:
+        charge(1)
         return required_bytes(plan, batch, basis, calibration) <= vram_bytes
 
     return _largest(need_upper, fits, vram_bytes, bound, basis == "upper" or mode == "paper")
@@ -146,6 +149,7 @@ def _axis_search(
         return io_bytes_per_sample(candidate(value)) * spec.batch <= vram_bytes
 
     def need_on(value: int, on: Basis) -> int:
+        charge(1)
         if not inputs_fit(value):
             return vram_bytes + 1  # the inputs alone exceed it: never planned
         plan = cached_plan(candidate(value), mode)

@@ -125,11 +125,17 @@ def version_specs() -> list[FamilySpec | ModelSpec]:
 
 def fingerprint() -> str:
     """Hash of every result of the engine on the fixed specs, in both modes."""
+    from estimator.budget import bounded
     from estimator.engine import MODES, estimate
 
+    with bounded(None):  # the version is the engine's, never charged to a request
+        return _fingerprint(MODES, estimate)
+
+
+def _fingerprint(modes: Any, estimate: Any) -> str:
     digest = hashlib.sha256(f"format {FORMAT}\0".encode())
     for index, spec in enumerate(version_specs()):
-        for mode in MODES:
+        for mode in modes:
             if mode not in version_modes(index):
                 continue
             result = estimate(spec, mode).to_dict()

@@ -41,17 +41,26 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve(
-    database_url: str, *, workers: int = 1, env: dict[str, str] | None = None
+    database_url: str,
+    *,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+    preload: str | None = None,
+    grace_s: float = 30.0,
 ) -> Iterator[str]:
-    """Serve the app on a free loopback port; yields its base URL."""
+    """Serve the app on a free loopback port; yields its base URL. `preload`: a module the
+    server process imports first (with one worker: the server runs in that process);
+    `grace_s`: how long it may take to stop before it is killed."""
     port = free_port()
     environment = os.environ | {
         "PHYMEM_DATABASE_URL": database_url,
         "PYTHONPATH": str(ROOT),
         **(env or {}),
     }
+    prelude = f"import {preload}; " if preload else ""
     command = [
-        sys.executable, "-c", "from app.entry import main; main()", "serve", "--port", str(port),
+        sys.executable, "-c", f"{prelude}from app.entry import main; main()",
+        "serve", "--port", str(port),
         "--workers", str(workers), "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
     server = subprocess.Popen(command, cwd=ROOT, env=environment)
@@ -71,7 +80,7 @@ def serve(
     finally:
         server.terminate()
         try:
-            server.wait(timeout=30)
+            server.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(timeout=10)

@@ -17,7 +17,7 @@ from app.db.session import make_engine
 from estimator.devices import DEVICES
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = {"specs", "estimates", "devices", "jobs", "measurements", "ber_results"}
+TABLES = {"specs", "estimates", "devices", "jobs", "measurements", "ber_results", "rate_events"}
 
 
 def _tables(url: str) -> set[str]:
@@ -120,3 +120,13 @@ def test_training_revision_upgrades_and_downgrades_with_jobs_kept(empty_db_url: 
             assert connection.execute(text("SELECT id FROM jobs")).scalar_one() == 7
     finally:
         engine.dispose()
+
+
+def test_0003_adds_the_rate_events_and_removes_them(empty_db_url: str) -> None:
+    migrate.upgrade(empty_db_url, "0002")
+    assert "rate_events" not in _tables(empty_db_url)
+    migrate.upgrade(empty_db_url, "0003")
+    assert "rate_events" in _tables(empty_db_url)
+    assert _diff(empty_db_url) == []
+    migrate.downgrade(empty_db_url, "0002")
+    assert "rate_events" not in _tables(empty_db_url)

@@ -19,8 +19,8 @@ from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
-from app.core.limits import RateLimiter
 from app.core.metrics import Metrics
+from app.services import rate_limits
 from app.services.estimates import StoreLimit
 
 
@@ -64,12 +64,14 @@ def store_limit(
 
 def job_rate_limit(
     request: Request,
+    session: Annotated[Session, Depends(get_db)],
     x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> None:
-    """Count a job submission against its key's PHYMEM_JOBS_PER_MINUTE (429 past it)."""
-    limiter: RateLimiter = request.app.state.job_rate_limiter
+    """Count a job submission against its key's PHYMEM_JOBS_PER_MINUTE (429 past it), in
+    the database: the count is shared by every server process."""
+    settings: Settings = request.app.state.settings
     digest = hashlib.sha256((x_api_key or "").encode()).hexdigest()
-    limiter.hit(digest)
+    rate_limits.hit(session, digest, settings.jobs_per_minute)
 
 
 SessionDep = Annotated[Session, Depends(get_db)]

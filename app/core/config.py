@@ -27,10 +27,17 @@ class Settings(BaseSettings):
         description="Largest framework-mode sweep (each cell simulates the allocator, ~5 ms).",
     )
     framework_budget_units: int = Field(
-        default=2**21,
+        default=2**25,
         ge=1,
-        description="Framework-mode work one request may ask for, in layers squared per "
-        "evaluation (one 1024-layer estimate is 2^20, about 4 s; a family about 200).",
+        description="Framework-mode work one request may do, counted by the engine as it "
+        "runs in allocator events replayed (one 1024-layer estimate is about 2^24.7, 3.7 s "
+        "here; a family about 2^14); past it the work stops with 422.",
+    )
+    max_buffered_items: int = Field(
+        default=100,
+        ge=1,
+        description="Framework-mode sweep cells or gate specs answered in one JSON body; "
+        "past this many the request must ask for an NDJSON stream (else 422).",
     )
     request_time_limit_s: float = Field(
         default=10.0, gt=0, description="Wall-clock cap on one request's computation."

@@ -7,15 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
-from collections import deque
-from contextvars import ContextVar
-from dataclasses import dataclass, field
 
 from starlette.exceptions import HTTPException
 
 from app.core.types import ASGIApp, Message, Receive, Scope, Send
-from estimator.errors import BudgetExceeded, RateLimited
+from estimator.budget import Budget, reset_budget, set_budget
+from estimator.budget import current as current_budget
+from estimator.errors import Cancelled
 
 PROBLEM_JSON = b"application/problem+json"
 
@@ -86,75 +84,28 @@ class BodySizeLimitMiddleware:
 #
 # Framework-mode estimates replay the allocator over every layer pair: their cost grows
 # with the square of the layer count (about 4 s for one 1024-layer model here, 5 ms for a
-# family). Each request gets a budget of such units, charged before computing (a request
-# past it is refused at once with 422 naming the reason), a wall-clock deadline checked
-# between evaluations, and is abandoned when its client disconnects.
+# family). Each request gets an estimator.budget.Budget: the engine charges it as it runs
+# (allocator events replayed), and it stops the work midway, with 422 naming the reason,
+# past its units or its wall-clock deadline, and (499) when its client disconnects.
 
-
-class ClientDisconnected(Exception):
-    """The client went away; the work done for it stops."""
-
-
-@dataclass
-class Budget:
-    units: int
-    time_limit_s: float
-    started: float = field(default_factory=time.monotonic)
-    disconnected: threading.Event = field(default_factory=threading.Event)
-    spent: int = 0
-
-    def check(self) -> None:
-        """Raise if the client left or the deadline passed (called between evaluations)."""
-        if self.disconnected.is_set():
-            raise ClientDisconnected()
-        if time.monotonic() - self.started > self.time_limit_s:
-            raise BudgetExceeded(
-                "",
-                f"the request passed its time limit of {self.time_limit_s:g} s "
-                "(PHYMEM_REQUEST_TIME_LIMIT_S); ask for less work per request",
-            )
-
-    def charge(self, units: int, field_name: str, what: str) -> None:
-        """Spend `units`; refuse (422 on `field_name`) what would pass the budget."""
-        self.check()
-        if self.spent + units > self.units:
-            raise BudgetExceeded(
-                field_name,
-                f"{what} would cost {units:,} framework-mode units (layers squared per "
-                f"evaluation); one request may spend {self.units:,} "
-                "(PHYMEM_FRAMEWORK_BUDGET_UNITS): use fewer layers, fewer specs or cells, "
-                "or mode 'paper'",
-            )
-        self.spent += units
-
-
-_budget: ContextVar[Budget | None] = ContextVar("phymem_budget", default=None)
-
-
-def current_budget() -> Budget | None:
-    return _budget.get()
+ClientDisconnected = Cancelled  # the client went away; the work done for it stops
 
 
 def check_budget() -> None:
-    budget = _budget.get()
+    """Between evaluations: raise if the client left or the deadline passed."""
+    budget = current_budget()
     if budget is not None:
         budget.check()
 
 
-def charge(units: int, field_name: str, what: str) -> None:
-    budget = _budget.get()
-    if budget is not None:
-        budget.charge(units, field_name, what)
-
-
-# A fixed cost per evaluation (building the step, the allocator's set-up): a family of a
-# dozen layers costs about what 32 extra layers' pairs do.
-EVALUATION_UNITS = 1024
-
-
-def framework_units(layers: int, evaluations: int = 1) -> int:
-    """Budget units of `evaluations` framework-mode passes over a `layers`-layer model."""
-    return (layers * layers + EVALUATION_UNITS) * evaluations
+def request_budget(units: int, time_limit_s: float, disconnected: threading.Event) -> Budget:
+    return Budget(
+        units=units,
+        time_limit_s=time_limit_s,
+        cancelled=disconnected.is_set,
+        units_hint=" (PHYMEM_FRAMEWORK_BUDGET_UNITS)",
+        time_hint=" (PHYMEM_REQUEST_TIME_LIMIT_S)",
+    )
 
 
 class RequestBudgetMiddleware:
@@ -170,8 +121,8 @@ class RequestBudgetMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        budget = Budget(self.units, self.time_limit_s)
-        token = _budget.set(budget)
+        disconnected = threading.Event()
+        token = set_budget(request_budget(self.units, self.time_limit_s, disconnected))
         queue: asyncio.Queue[Message] = asyncio.Queue()
         body_done = False
         watcher: asyncio.Task[None] | None = None
@@ -181,7 +132,7 @@ class RequestBudgetMiddleware:
             # it on to the app should it ask.
             message = await receive()
             if message["type"] == "http.disconnect":
-                budget.disconnected.set()
+                disconnected.set()
             await queue.put(message)
 
         async def budget_receive() -> Message:
@@ -190,7 +141,7 @@ class RequestBudgetMiddleware:
                 return await queue.get()
             message = await receive()
             if message["type"] == "http.disconnect":
-                budget.disconnected.set()
+                disconnected.set()
             elif message["type"] == "http.request" and not message.get("more_body", False):
                 body_done = True
                 watcher = asyncio.ensure_future(watch())
@@ -199,32 +150,6 @@ class RequestBudgetMiddleware:
         try:
             await self.app(scope, budget_receive, send)
         finally:
-            _budget.reset(token)
+            reset_budget(token)
             if watcher is not None:
                 watcher.cancel()
-
-
-class RateLimiter:
-    """At most `per_minute` events per key in any 60 s window (sliding log, in memory:
-    per server process)."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._events: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def hit(self, key: str) -> None:
-        """Count one event for `key`; raise RateLimited when past the limit."""
-        now = time.monotonic()
-        with self._lock:
-            events = self._events.setdefault(key, deque())
-            while events and now - events[0] >= 60.0:
-                events.popleft()
-            if len(events) >= self.per_minute:
-                retry = max(1, int(60.0 - (now - events[0])) + 1)
-                raise RateLimited(
-                    f"more than {self.per_minute} job submissions in a minute with this key "
-                    f"(PHYMEM_JOBS_PER_MINUTE); retry in {retry} s",
-                    retry,
-                )
-            events.append(now)

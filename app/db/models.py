@@ -213,3 +213,16 @@ class BerResult(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "detector", "ebn0_db", name="uq_ber_results_point"),
     )
+
+
+class RateEvent(Base):
+    """One rate-limited event (a job submission) of a key, by the key's SHA-256: the count
+    every server process shares (app/services/rate_limits.py)."""
+
+    __tablename__ = "rate_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_rate_events_key_at", "key_hash", "at"),)

@@ -13,7 +13,6 @@ from sqlalchemy import CursorResult, Select, bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.core.limits import charge, framework_units
 from app.db.models import Estimate as EstimateRow
 from app.db.models import Measurement as MeasurementRow
 from app.db.models import Spec as SpecRow
@@ -95,34 +94,16 @@ def engine_call(mode: Mode, call: Any, *args: Any, field: str = "") -> Any:
         ) from None
 
 
-def layer_count(spec: AnySpec) -> int:
-    """Layers of the spec's sequential form (what the framework mode's cost grows with)."""
-    if isinstance(spec, FamilySpec):
-        from estimator.families import expand
-
-        return len(expand(spec).layers)
-    return len(spec.layers)
-
-
-def charge_framework(
-    mode: Mode, specs: list[AnySpec], evaluations: int, field: str, what: str
-) -> None:
-    """Charge the request's budget for `evaluations` framework-mode passes over `specs`."""
-    if mode == "framework":
-        units = sum(framework_units(layer_count(spec), evaluations) for spec in specs)
-        charge(units, field, what)
-
-
 def compute(spec: AnySpec, mode: Mode) -> dict[str, Any]:
-    charge_framework(
-        mode, [spec], 1, "layers" if isinstance(spec, ModelSpec) else "", "this estimate"
-    )
+    """The estimate's JSON form; framework mode charges the request's budget as it runs
+    (estimator.budget), and an estimate past it is refused naming the layers."""
 
     def run() -> dict[str, Any]:
         result: Estimate = estimate(spec, mode)
         return result.to_dict()
 
-    result: dict[str, Any] = engine_call(mode, run)
+    field = "layers" if isinstance(spec, ModelSpec) else ""
+    result: dict[str, Any] = engine_call(mode, run, field=field)
     return result
 
 

@@ -2,40 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.core.limits import charge, check_budget, framework_units
+from app.core.limits import check_budget
 from app.db.models import Device
 from app.db.session import release
-from app.services.estimates import charge_framework, engine_call, layer_count, totals
+from app.services.estimates import engine_call, totals
+from app.services.streaming import each_bounded, ndjson
 from estimator.calibration import Calibration
 from estimator.engine import ENGINE_VERSION, Mode, cached_plan
 from estimator.errors import InvalidInput as invalid
 from estimator.gate import Basis, check, device_calibration, required_bytes
-from estimator.search import MAX_EXPECTED_SCAN, max_batch
-from estimator.spec import MAX_MESSAGE_BITS, AnySpec, FamilySpec
+from estimator.search import max_batch
+from estimator.spec import MAX_MESSAGE_BITS, AnySpec
 from estimator.sweep import Grid, sweep
 from estimator.units import GIB, parse_size
 
-# Evaluations one largest-batch search may make on the upper basis (an interpolation
-# search, bisection where it stalls); the expected basis may check MAX_EXPECTED_SCAN more.
-MAX_BATCH_PROBES = 64
 _GRID_LISTS = ("family", "k", "nt", "batch", "precision", "optimizer")
 
 
-def _family_units(family: str, grid: Grid) -> int:
-    """Framework-mode units of one cell of `family` at the grid's largest k and N_T."""
-    try:
-        spec = FamilySpec(family=family, k=max(grid.k), nt=max(grid.nt), ht=grid.ht, hr=grid.hr)
-    except ValueError:
-        return 0  # the sweep itself words the error
-    return framework_units(layer_count(spec))
-
-
-def run_sweep(grid: Grid, max_cells: int) -> dict[str, Any]:
+def check_grid(grid: Grid, max_cells: int) -> None:
     if grid.size > max_cells:
         longest = max(_GRID_LISTS, key=lambda name: len(getattr(grid, name)))
         shape = " x ".join(f"{len(getattr(grid, name))} {name}" for name in _GRID_LISTS)
@@ -52,9 +42,22 @@ def run_sweep(grid: Grid, max_cells: int) -> dict[str, Any]:
             f"max(k) * max(nt) = {bits} bits: message spaces beyond 2^{MAX_MESSAGE_BITS} "
             "are not supported",
         )
-    if grid.mode == "framework":
-        widest_units = max(_family_units(family, grid) for family in grid.family)
-        charge(widest_units * grid.size, "", f"a {grid.size}-cell framework-mode sweep")
+
+
+def _row(row: Any) -> dict[str, Any]:
+    return {
+        "family": row.family,
+        "k": row.k,
+        "nt": row.nt,
+        "batch": row.batch,
+        "precision": row.precision,
+        "optimizer": row.optimizer,
+        **totals(row.total_bytes),
+    }
+
+
+def run_sweep(grid: Grid, max_cells: int) -> dict[str, Any]:
+    check_grid(grid, max_cells)
 
     def rows_checked() -> list[Any]:
         rows = []
@@ -68,19 +71,28 @@ def run_sweep(grid: Grid, max_cells: int) -> dict[str, Any]:
         "mode": grid.mode,
         "engine_version": ENGINE_VERSION,
         "cells": len(rows),
-        "rows": [
-            {
-                "family": row.family,
-                "k": row.k,
-                "nt": row.nt,
-                "batch": row.batch,
-                "precision": row.precision,
-                "optimizer": row.optimizer,
-                **totals(row.total_bytes),
-            }
-            for row in rows
-        ],
+        "rows": [_row(row) for row in rows],
     }
+
+
+def stream_sweep(grid: Grid, max_cells: int) -> Iterator[bytes]:
+    """The sweep as NDJSON: a line per cell under its own budget, then a summary."""
+    check_grid(grid, max_cells)
+
+    def cells() -> Iterator[Any]:
+        return iter(engine_call(grid.mode, sweep, grid))
+
+    def summary(lines: list[dict[str, Any]]) -> dict[str, Any]:
+        errors = sum(1 for line in lines if "error" in line)
+        return {
+            "mode": grid.mode,
+            "engine_version": ENGINE_VERSION,
+            "cells": len(lines) - errors,
+            "errors": errors,
+        }
+
+    lines = each_bounded(cells(), lambda _, row: _row(row))
+    return ndjson(lines, summary)
 
 
 def list_devices(session: Session) -> list[dict[str, Any]]:
@@ -121,6 +133,39 @@ def verdict_calibration(device: str | None, mode: Mode) -> Calibration | None:
     return device_calibration(device, mode)
 
 
+def _verdict(
+    index: int,
+    label: str | None,
+    spec: AnySpec,
+    vram_bytes: int,
+    mode: Mode,
+    calibrated: Calibration | None,
+    basis: Basis,
+) -> dict[str, Any]:
+    verdict = engine_call(
+        mode,
+        check,
+        label or f"specs[{index}]",
+        spec,
+        vram_bytes,
+        mode,
+        calibrated,
+        basis,
+        field=f"specs.{index}",
+    )
+    return {
+        "name": verdict.name,
+        "fits": verdict.fits,
+        "vram_bytes": verdict.vram_bytes,
+        "reason": verdict.reason,
+        "calibration": verdict.calibration,
+        "basis": verdict.basis,
+        "peak_bytes": verdict.peak_bytes,
+        "upper_bytes": verdict.upper_bytes,
+        **totals(verdict.total_bytes),
+    }
+
+
 def gate(
     session: Session,
     specs: list[tuple[str | None, AnySpec]],
@@ -132,34 +177,10 @@ def gate(
     name, vram_bytes = resolve_memory(session, device, vram)
     calibrated = verdict_calibration(name, mode)
     release(session)
-    charge_framework(mode, [spec for _, spec in specs], 1, "specs", f"a gate of {len(specs)} specs")
     verdicts = []
     for index, (label, spec) in enumerate(specs):
         check_budget()
-        verdict = engine_call(
-            mode,
-            check,
-            label or f"specs[{index}]",
-            spec,
-            vram_bytes,
-            mode,
-            calibrated,
-            basis,
-            field=f"specs.{index}",
-        )
-        verdicts.append(
-            {
-                "name": verdict.name,
-                "fits": verdict.fits,
-                "vram_bytes": verdict.vram_bytes,
-                "reason": verdict.reason,
-                "calibration": verdict.calibration,
-                "basis": verdict.basis,
-                "peak_bytes": verdict.peak_bytes,
-                "upper_bytes": verdict.upper_bytes,
-                **totals(verdict.total_bytes),
-            }
-        )
+        verdicts.append(_verdict(index, label, spec, vram_bytes, mode, calibrated, basis))
     return {
         "fits": all(v["fits"] for v in verdicts),
         "device": name,
@@ -169,6 +190,38 @@ def gate(
         "engine_version": ENGINE_VERSION,
         "verdicts": verdicts,
     }
+
+
+def stream_gate(
+    session: Session,
+    specs: list[tuple[str | None, AnySpec]],
+    device: str | None,
+    vram: str | None,
+    mode: Mode,
+    basis: Basis = "upper",
+) -> Iterator[bytes]:
+    """The gate as NDJSON: a verdict line per spec (each under its own budget; a refused
+    spec is an error line), then a summary whose `fits` is true only if every spec fits."""
+    name, vram_bytes = resolve_memory(session, device, vram)
+    calibrated = verdict_calibration(name, mode)
+    release(session)
+
+    def line(index: int, item: tuple[str | None, AnySpec]) -> dict[str, Any]:
+        return {"index": index, **_verdict(index, *item, vram_bytes, mode, calibrated, basis)}
+
+    def summary(lines: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "fits": len(lines) == len(specs) and all(line.get("fits") for line in lines),
+            "specs": len(specs),
+            "errors": sum(1 for line in lines if "error" in line),
+            "device": name,
+            "vram_bytes": vram_bytes,
+            "mode": mode,
+            "basis": basis,
+            "engine_version": ENGINE_VERSION,
+        }
+
+    return ndjson(each_bounded(specs, line), summary)
 
 
 def largest_batch(
@@ -182,8 +235,6 @@ def largest_batch(
     name, vram_bytes = resolve_memory(session, device, vram)
     calibrated = verdict_calibration(name, mode)
     release(session)
-    probes = MAX_BATCH_PROBES + (MAX_EXPECTED_SCAN if basis == "expected" else 0)
-    charge_framework(mode, [spec], probes, "spec", "this largest-batch search")
     batch: int = engine_call(
         mode, max_batch, spec, vram_bytes, mode, basis, calibrated, field="spec"
     )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Header, Path, Query
+from fastapi.responses import StreamingResponse
 
 from app.api.deps import ReleasingRoute, SessionDep, SettingsDep
 from app.api.schemas import (
@@ -20,6 +21,7 @@ from app.api.schemas import (
     pure,
 )
 from app.services import calibration, planning
+from app.services.streaming import NDJSON, too_large_to_buffer, wants_stream
 from estimator.engine import DEFAULT_MODE, Mode
 from estimator.spec import PRINTABLE
 
@@ -55,24 +57,53 @@ _MAX_BATCH_EXAMPLES = {
 }
 
 
-@router.post("/sweeps", response_model=SweepOut, summary="Estimate every cell of a grid")
+_STREAMS: dict[int | str, dict[str, Any]] = {
+    200: {"content": {NDJSON: {}}, "description": "JSON, or NDJSON when asked."}
+}
+AcceptHeader = Annotated[str | None, Header(include_in_schema=False)]
+
+
+@router.post(
+    "/sweeps", response_model=SweepOut, responses=_STREAMS, summary="Estimate every cell of a grid"
+)
 def create_sweep(
-    grid: Annotated[SweepRequest, Body(openapi_examples=_SWEEP_EXAMPLES)], settings: SettingsDep
+    grid: Annotated[SweepRequest, Body(openapi_examples=_SWEEP_EXAMPLES)],
+    settings: SettingsDep,
+    accept: AcceptHeader = None,
 ) -> Any:
     """Totals for every combination of the listed values (at most max_sweep_cells in paper
-    mode, max_framework_sweep_cells in framework mode)."""
+    mode, max_framework_sweep_cells in framework mode). With `Accept: application/x-ndjson`
+    one line per cell, then a summary line; a framework sweep of more than
+    max_buffered_items cells must ask for that stream."""
     limit = settings.max_sweep_cells
     if grid.mode == "framework":
         limit = settings.max_framework_sweep_cells
+    if wants_stream(accept):
+        return StreamingResponse(planning.stream_sweep(grid, limit), media_type=NDJSON)
+    planning.check_grid(grid, limit)
+    if grid.mode == "framework" and grid.size > settings.max_buffered_items:
+        raise too_large_to_buffer("", grid.size, "cells", settings.max_buffered_items)
     return planning.run_sweep(grid, limit)
 
 
-@router.post("/gate", response_model=GateOut, summary="Does each spec fit a device?")
+@router.post(
+    "/gate", response_model=GateOut, responses=_STREAMS, summary="Does each spec fit a device?"
+)
 def create_gate(
-    request: Annotated[GateRequest, Body(openapi_examples=_GATE_EXAMPLES)], session: SessionDep
+    request: Annotated[GateRequest, Body(openapi_examples=_GATE_EXAMPLES)],
+    session: SessionDep,
+    settings: SettingsDep,
+    accept: AcceptHeader = None,
 ) -> Any:
+    """A verdict per spec. With `Accept: application/x-ndjson` one line per spec, then a
+    summary line; a framework gate of more than max_buffered_items specs must ask for it."""
     specs = [(item.name, pure(item.spec)) for item in request.specs]
-    return planning.gate(session, specs, request.device, request.vram, request.mode, request.basis)
+    target = (request.device, request.vram, request.mode, request.basis)
+    if wants_stream(accept):
+        return StreamingResponse(planning.stream_gate(session, specs, *target), media_type=NDJSON)
+    if request.mode == "framework" and len(specs) > settings.max_buffered_items:
+        raise too_large_to_buffer("specs", len(specs), "specs", settings.max_buffered_items)
+    return planning.gate(session, specs, *target)
 
 
 @router.post("/max-batch", response_model=MaxBatchOut, summary="The largest batch that fits")

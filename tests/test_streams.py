@@ -1,0 +1,134 @@
+"""Large sweeps and gates: past PHYMEM_MAX_BUFFERED_ITEMS in framework mode they are refused
+as one body (422 pointing at the stream) and answered as NDJSON when asked: a line per cell
+or spec, then a summary; the stream's work stops when its client goes away."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.core.config import Settings
+from app.main import create_app
+
+NDJSON = {"Accept": "application/x-ndjson"}
+
+
+def _gate_specs(count: int, hr: int = 64) -> list[dict[str, Any]]:
+    return [
+        {"spec": {"family": "bae", "k": 4, "nt": 2 + i % 60, "hr": hr, "batch": 64 + i}}
+        for i in range(count)
+    ]
+
+
+@pytest.fixture
+def small_client(db_url: str, tmp_path: Any) -> Any:
+    app = create_app(Settings(database_url=db_url, data_dir=tmp_path, max_buffered_items=10))
+    with TestClient(app) as client:
+        yield client
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_large_gate_is_refused_as_one_body_and_streamed_when_asked(small_client: Any) -> None:
+    body = {"vram": "24GiB", "mode": "framework", "specs": _gate_specs(12)}
+    refused = small_client.post("/v1/gate", json=body)
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["errors"][0]
+    assert error["field"] == "specs" and "application/x-ndjson" in error["message"]
+
+    streamed = small_client.post("/v1/gate", json=body, headers=NDJSON)
+    assert streamed.status_code == 200, streamed.text
+    assert streamed.headers["content-type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in streamed.text.splitlines()]
+    assert [line["index"] for line in lines[:-1]] == list(range(12))
+    summary = lines[-1]["summary"]
+    assert summary["specs"] == 12 and summary["errors"] == 0
+    assert summary["fits"] == all(line["fits"] for line in lines[:-1])
+    # Each line is the verdict the buffered gate gives for that spec alone.
+    one = small_client.post("/v1/gate", json={**body, "specs": body["specs"][3:4]}).json()
+    assert one["verdicts"][0]["total_bytes"] == lines[3]["total_bytes"]
+    # Paper mode is cheap: no stream needed.
+    paper = small_client.post("/v1/gate", json={**body, "mode": "paper"})
+    assert paper.status_code == 200 and len(paper.json()["verdicts"]) == 12
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_large_sweep_streams_its_cells(small_client: Any) -> None:
+    grid = {"family": ["ae", "bae"], "k": [2, 4], "nt": [2, 4, 8], "mode": "framework"}
+    refused = small_client.post("/v1/sweeps", json=grid)
+    assert refused.status_code == 422 and "x-ndjson" in refused.json()["detail"]
+    streamed = small_client.post("/v1/sweeps", json=grid, headers=NDJSON)
+    assert streamed.status_code == 200, streamed.text
+    lines = [json.loads(line) for line in streamed.text.splitlines()]
+    assert lines[-1]["summary"]["cells"] == 12 == len(lines) - 1
+    buffered = small_client.post("/v1/sweeps", json={**grid, "nt": [2]}).json()["rows"]
+    by_cell = {(r["family"], r["k"], r["nt"]): r["total_bytes"] for r in lines[:-1]}
+    for row in buffered:
+        assert by_cell[(row["family"], row["k"], row["nt"])] == row["total_bytes"]
+    # A spec the engine refuses is an error line of its own; the stream goes on.
+    untraced = {
+        "input_kind": "one_hot",
+        "input_size": 4,
+        "layers": [
+            {"type": "dense", "units": 4},
+            {"type": "leaky_relu"},
+            {"type": "dense", "units": 4, "activation": "softmax"},
+        ],
+        "loss": "categorical_crossentropy",
+    }
+    specs = [{"spec": untraced}, {"spec": {"family": "bae", "k": 4, "nt": 2}}]
+    bad = small_client.post(
+        "/v1/gate", json={"vram": "24GiB", "mode": "framework", "specs": specs}, headers=NDJSON
+    )
+    assert bad.status_code == 200, bad.text
+    first, second, last = (json.loads(x) for x in bad.text.splitlines())
+    assert first["index"] == 0 and "leaky_relu" in first["error"]["field"]
+    assert second["index"] == 1 and second["fits"] is True
+    assert last["summary"]["errors"] == 1 and last["summary"]["fits"] is False
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_stream_stops_when_the_client_goes_away(app: Any) -> None:
+    dense = {"type": "dense", "units": 32, "activation": "relu"}
+    model = {
+        "input_kind": "one_hot",
+        "input_size": 16,
+        "layers": [dense] * 63 + [{"type": "dense", "units": 16, "activation": "softmax"}],
+        "loss": "categorical_crossentropy",
+    }
+    specs = [{"spec": {**model, "batch": 64 + i}} for i in range(150)]  # seconds in all
+    body = json.dumps({"vram": "80GiB", "mode": "framework", "specs": specs}).encode()
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/gate", "raw_path": b"/v1/gate", "query_string": b"",
+        "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+        "headers": [(b"content-type", b"application/json"), (b"accept", b"application/x-ndjson")],
+    }  # fmt: skip
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        await asyncio.sleep(0.3)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def run() -> float:
+        async with app.router.lifespan_context(app):
+            start = time.perf_counter()
+            await app(scope, receive, send)
+            return time.perf_counter() - start
+
+    elapsed = asyncio.run(run())
+    lines = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    assert sent[0]["status"] == 200
+    assert 0 < lines.count(b"\n") < 150  # some verdicts went out, not all
+    assert b'"summary"' not in lines
+    assert elapsed < 3.0
