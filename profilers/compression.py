@@ -236,6 +236,21 @@ def measure_in_subprocess(
     return measured
 
 
+def recipe_file(
+    measured: dict[str, Any], quantize: str, prune: float | None, cluster: int | None
+) -> dict[str, int] | None:
+    """The measured file that matches one `phymem compress` recipe (None where none was
+    measured: float16 after pruning or clustering, or pruning and clustering together)."""
+    fmt = {"none": "fp32", "float16": "fp16", "dynamic": "int8"}[quantize]
+    if prune and cluster:
+        return None
+    part = measured["pruned"] if prune else measured["clustered"] if cluster else None
+    if part is None:
+        found: dict[str, int] = measured["tflite"][fmt]
+        return found
+    return part.get(fmt)  # type: ignore[no-any-return]
+
+
 def main(argv: list[str] | None = None) -> None:
     from profilers.allocator import parse_spec
 

@@ -3,6 +3,7 @@ part in its own fresh process as `phymem compress --measure` runs it."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -63,3 +64,24 @@ def test_a_custom_layer_is_refused_by_name() -> None:
     _need_tfmot()
     with pytest.raises(RuntimeError, match="custom layer"):
         measure_in_subprocess(detnet(layers=1), prune=0.5, timeout_s=600)
+
+
+def test_cli_measure_adds_the_measured_file_beside_the_estimate() -> None:
+    from tests.test_compression import _phymem
+
+    args = ("--family", "csinet", "--gamma", "1/64", "--quantize", "dynamic")
+    result = _phymem("compress", *args, "--measure", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["measured_file"] == data["measured"]["tflite"]["int8"]
+    assert data["size_bytes"]["dense"] - 4096 < data["measured_file"]["bytes"]
+    assert data["measured_file"]["bytes"] < data["size_bytes"]["dense"] + 64 * 1024
+
+
+def test_cli_measure_refuses_pruning_a_custom_layer_before_building() -> None:
+    from tests.test_compression import _phymem
+
+    args = ("--family", "detnet", "--layers", "2", "--prune", "0.5", "--measure")
+    result = _phymem("compress", *args)
+    assert result.returncode == 2
+    assert "detnet_layer_0" in result.stderr and len(result.stderr.strip().splitlines()) == 1
