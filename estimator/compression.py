@@ -27,6 +27,7 @@ its graph, names and alignment; docs/compression.md compares the two). What is m
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from math import ceil, floor, log2
 from typing import TYPE_CHECKING, Literal
 
@@ -133,7 +134,7 @@ def tensor_bytes(
         bits = ceil(log2(clusters))
         centroids = clusters * value_bytes
         return ceil(tensor.size * bits / 8) + centroids + metadata
-    nonzero = tensor.size - floor(sparsity * tensor.size)
+    nonzero = tensor.size - floor(Fraction(sparsity) * tensor.size)  # exact for huge sizes
     if storage == "bitmap":
         return nonzero * value_bytes + ceil(tensor.size / 8) + metadata
     if storage == "sparse":
@@ -171,7 +172,7 @@ def kept_groups(groups: int, removed: float) -> int:
     """Input groups left when the fraction `removed` of them is cut (whole rows/columns)."""
     if not 0 <= removed < 1:
         raise ValueError(f"group sparsity: must be in [0, 1), got {removed}")
-    return groups - floor(removed * groups)
+    return groups - floor(Fraction(removed) * groups)
 
 
 def group_pruned_bytes(layers: list[ResolvedLayer], removed: float, fmt: Format = "fp32") -> int:
