@@ -160,6 +160,12 @@ def compress(
             help="Also build, convert (TFLite) and measure it, in fresh processes.",
         ),
     ] = False,
+    latency_runs: Annotated[
+        int,
+        typer.Option(
+            min=0, max=10000, help="With --measure: median LiteRT latency over this many runs."
+        ),
+    ] = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Estimate the stored size of one compression recipe; with --measure, also the
@@ -195,7 +201,7 @@ def compress(
             group_prune=group_prune,
         )
         if measure:
-            report |= _measure_recipe(spec, quantize, prune or None, cluster)
+            report |= _measure_recipe(spec, quantize, prune or None, cluster, latency_runs)
         if as_json:
             typer.echo(json.dumps(report, indent=2))
             return
@@ -226,14 +232,16 @@ def _check_tfmot_measurable(layers: list[Any]) -> None:
 
 
 def _measure_recipe(
-    spec: Any, quantize: str, prune: float | None, cluster: int | None
+    spec: Any, quantize: str, prune: float | None, cluster: int | None, latency_runs: int
 ) -> dict[str, object]:
     import subprocess
 
     from profilers.compression import measure_in_subprocess, recipe_file
 
     try:
-        measured = measure_in_subprocess(spec, prune=prune, cluster=cluster)
+        measured = measure_in_subprocess(
+            spec, prune=prune, cluster=cluster, latency_runs=latency_runs
+        )
     except (RuntimeError, OSError, subprocess.SubprocessError) as error:
         typer.echo(f"phymem: {error}", err=True)
         raise typer.Exit(1) from None

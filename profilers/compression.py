@@ -16,6 +16,8 @@ Worker side only (imports TensorFlow). Two measurements, each in a fresh process
   pruned model also with `EXPERIMENTAL_SPARSITY`, which stores sparse kernels in
   TFLite's sparsity encoding. Only Dense and Conv2D kernels are pruned or clustered
   (what TFMOT wraps); a model with a custom layer (DetNet's) is refused by name.
+- with `latency_runs`, each float/int8 file's (and the sparse pruned files') median
+  batch-1 latency with the LiteRT interpreter on one thread, XNNPack on and off.
 
 Weights are random, not trained: sizes depend on the weights only through gzip, where
 trained weights compress a little differently (docs/compression.md).
@@ -39,8 +41,45 @@ TFLITE_FORMATS = ("fp32", "fp16", "int8")
 LEGACY_KERAS = "TF_USE_LEGACY_KERAS"
 
 
-def _file_sizes(flatbuffer: bytes) -> dict[str, int]:
-    return {"bytes": len(flatbuffer), "gzip_bytes": len(gzip.compress(flatbuffer, 9))}
+def _file_sizes(flatbuffer: bytes, latency_runs: int = 0) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "bytes": len(flatbuffer),
+        "gzip_bytes": len(gzip.compress(flatbuffer, 9)),
+    }
+    if latency_runs:
+        found["latency_s"] = {}
+        for name, xnnpack in (("xnnpack", True), ("builtin", False)):
+            try:
+                found["latency_s"][name] = latency(flatbuffer, latency_runs, xnnpack=xnnpack)
+            except RuntimeError as error:  # XNNPack refuses some sparse files
+                found["latency_error"] = {name: str(error).splitlines()[0][:300]}
+    return found
+
+
+def latency(flatbuffer: bytes, runs: int, *, xnnpack: bool) -> float:
+    """Median seconds of one batch-1 inference with the LiteRT interpreter on one thread,
+    XNNPack (the default delegate) on or off, after 3 warm-up runs."""
+    import statistics
+    import time
+
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = Interpreter(
+        model_content=flatbuffer, num_threads=1, experimental_op_resolver_type=resolver
+    )
+    interpreter.allocate_tensors()
+    entry = interpreter.get_input_details()[0]
+    sample = np.random.default_rng(0).random(entry["shape"], dtype=np.float32)
+    interpreter.set_tensor(entry["index"], sample.astype(entry["dtype"]))
+    times = []
+    for run in range(runs + 3):
+        started = time.perf_counter()
+        interpreter.invoke()
+        if run >= 3:
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 def _convert(model: Any, fmt: str, *, sparsity: bool = False) -> bytes:
@@ -58,13 +97,13 @@ def _convert(model: Any, fmt: str, *, sparsity: bool = False) -> bytes:
     return bytes(converter.convert())
 
 
-def tflite_sizes(spec: AnySpec) -> dict[str, dict[str, int]]:
-    """Bytes and gzip bytes of the spec's TFLite file in each format (this process's
-    Keras must be Keras 3 or tf-keras; the builder follows `TF_USE_LEGACY_KERAS`)."""
+def tflite_sizes(spec: AnySpec, latency_runs: int = 0) -> dict[str, dict[str, Any]]:
+    """Bytes and gzip bytes of the spec's TFLite file in each format, and with
+    `latency_runs` its median latency (the builder follows `TF_USE_LEGACY_KERAS`)."""
     from profilers.builders import build
 
     model = build(spec, compile_model=False).model
-    return {fmt: _file_sizes(_convert(model, fmt)) for fmt in TFLITE_FORMATS}
+    return {fmt: _file_sizes(_convert(model, fmt), latency_runs) for fmt in TFLITE_FORMATS}
 
 
 def _kernel_sparsity(model: Any) -> float:
@@ -149,7 +188,9 @@ def _distinct_kernel_values(model: Any) -> int:
     )
 
 
-def tfmot_sizes(spec: AnySpec, *, prune: float | None, cluster: int | None) -> dict[str, Any]:
+def tfmot_sizes(
+    spec: AnySpec, *, prune: float | None, cluster: int | None, latency_runs: int = 0
+) -> dict[str, Any]:
     """Pruned and clustered TFLite sizes; call in a process where `TF_USE_LEGACY_KERAS=1`
     was set before TensorFlow was imported."""
     if os.environ.get(LEGACY_KERAS) != "1":
@@ -166,8 +207,8 @@ def tfmot_sizes(spec: AnySpec, *, prune: float | None, cluster: int | None) -> d
             "kernel_sparsity_measured": round(_kernel_sparsity(pruned), 6),
             "fp32": _file_sizes(_convert(pruned, "fp32")),
             "int8": _file_sizes(_convert(pruned, "int8")),
-            "fp32_sparse": _file_sizes(_convert(pruned, "fp32", sparsity=True)),
-            "int8_sparse": _file_sizes(_convert(pruned, "int8", sparsity=True)),
+            "fp32_sparse": _file_sizes(_convert(pruned, "fp32", sparsity=True), latency_runs),
+            "int8_sparse": _file_sizes(_convert(pruned, "int8", sparsity=True), latency_runs),
         }
     if cluster is not None:
         clustered = clustered_model(model, cluster)
@@ -210,6 +251,7 @@ def measure_in_subprocess(
     *,
     prune: float | None = None,
     cluster: int | None = None,
+    latency_runs: int = 0,
     timeout_s: float = 600.0,
 ) -> dict[str, Any]:
     """`tflite_sizes` in a fresh process and, with `prune` or `cluster`, `tfmot_sizes` in
@@ -222,14 +264,15 @@ def measure_in_subprocess(
         p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
     )
     base.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    measured: dict[str, Any] = {"tflite": _run_part(["--spec", spec_json], base, timeout_s)}
+    runs = ["--latency-runs", str(latency_runs)]
+    measured: dict[str, Any] = {"tflite": _run_part(["--spec", spec_json, *runs], base, timeout_s)}
     if prune is not None or cluster is not None:
         if not tfmot_available():
             raise RuntimeError(
                 "pruning/clustering measurement needs the compress extra "
                 "(pip install 'phymem[compress]': tf-keras, tensorflow-model-optimization)"
             )
-        args = ["--spec", spec_json, "--tfmot"]
+        args = ["--spec", spec_json, "--tfmot", *runs]
         args += ["--prune", str(prune)] if prune is not None else []
         args += ["--cluster", str(cluster)] if cluster is not None else []
         measured |= _run_part(args, base | {LEGACY_KERAS: "1"}, timeout_s)
@@ -259,13 +302,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tfmot", action="store_true", help="Pruned/clustered sizes.")
     parser.add_argument("--prune", type=float, default=None)
     parser.add_argument("--cluster", type=int, default=None)
+    parser.add_argument("--latency-runs", type=int, default=0, help="0: no latency.")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
     spec = parse_spec(args.spec)
     if args.tfmot:
-        result: dict[str, Any] = tfmot_sizes(spec, prune=args.prune, cluster=args.cluster)
+        result: dict[str, Any] = tfmot_sizes(
+            spec, prune=args.prune, cluster=args.cluster, latency_runs=args.latency_runs
+        )
     else:
-        result = tflite_sizes(spec)
+        result = tflite_sizes(spec, args.latency_runs)
     args.out.write_text(json.dumps(result))
 
 

@@ -29,7 +29,9 @@ def _need_tfmot() -> None:
 @pytest.fixture(scope="module")
 def measured() -> dict[str, Any]:
     _need_tfmot()
-    return measure_in_subprocess(csinet("1/64"), prune=0.5, cluster=16, timeout_s=600)
+    return measure_in_subprocess(
+        csinet("1/64"), prune=0.5, cluster=16, latency_runs=5, timeout_s=600
+    )
 
 
 def test_tflite_files_hold_the_estimated_weights_plus_a_bounded_container(
@@ -43,6 +45,16 @@ def test_tflite_files_hold_the_estimated_weights_plus_a_bounded_container(
         weights = model_bytes(layers, fmt) - value_bytes * folded  # type: ignore[arg-type]
         assert weights <= size <= weights + 64 * 1024, (fmt, size, weights)
         assert measured["tflite"][fmt]["gzip_bytes"] < size
+
+
+def test_latency_is_measured_with_and_without_xnnpack(measured: dict[str, Any]) -> None:
+    for fmt in ("fp32", "fp16", "int8"):
+        latency = measured["tflite"][fmt]["latency_s"]
+        assert set(latency) == {"xnnpack", "builtin"}
+        assert all(0 < seconds < 1 for seconds in latency.values()), latency
+    sparse = measured["pruned"]["int8_sparse"]  # XNNPack may refuse it: then it says why
+    assert 0 < sparse["latency_s"]["builtin"] < 1
+    assert "xnnpack" in sparse["latency_s"] or "xnnpack" in sparse["latency_error"]
 
 
 def test_pruning_zeroes_half_of_each_kernel_and_gzip_sees_it(measured: dict[str, Any]) -> None:
