@@ -54,3 +54,11 @@ def test_compress_refusals_name_the_field(client: Any, body: Any, field: str) ->
     response = client.post("/v1/compress", json=body)
     assert response.status_code == 422, response.text
     assert field in response.text
+
+
+def test_compress_a_model_without_weights_reduces_nothing(client: Any) -> None:
+    spec = {"input_kind": "real", "input_size": 4, "layers": [{"type": "leaky_relu"}]}
+    response = client.post("/v1/compress", json={"spec": spec, "prune": 0.5})
+    assert response.status_code == 200, response.text
+    assert response.json()["fp32_bytes"] == 0
+    assert set(response.json()["reduction"].values()) == {0.0}
