@@ -153,9 +153,25 @@ def compress(
     group_prune: Annotated[
         float, typer.Option(help="Fraction of each kernel's input groups removed (SGL).")
     ] = 0.0,
+    measure: Annotated[
+        bool,
+        typer.Option(
+            "--measure",
+            help="Also build, convert (TFLite) and measure it, in fresh processes.",
+        ),
+    ] = False,
+    latency_runs: Annotated[
+        int,
+        typer.Option(
+            min=0, max=10000, help="With --measure: median LiteRT latency over this many runs."
+        ),
+    ] = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Estimate the stored size of one compression recipe (no model is built)."""
+    """Estimate the stored size of one compression recipe; with --measure, also the
+    measured TFLite file sizes (float32, float16, dynamic int8; pruned and clustered with
+    the compress extra) beside the estimate. Exit 1 when a measurement fails, 2 on
+    invalid input."""
 
     def body() -> None:
         from estimator.compression import recipe_report
@@ -172,7 +188,10 @@ def compress(
             raise UsageError(f"--cluster: {cluster} is below 2")
         if not 0 <= group_prune < 1:
             raise UsageError(f"--group-prune: {group_prune} is not in [0, 1)")
-        layers = resolve(model_for(_build_spec(spec_file, flags), "paper"))
+        spec = _build_spec(spec_file, flags)
+        layers = resolve(model_for(spec, "paper"))
+        if measure and (prune or cluster):
+            _check_tfmot_measurable(layers)
         report = recipe_report(
             layers,
             prune=prune,
@@ -181,13 +200,52 @@ def compress(
             cluster=cluster,
             group_prune=group_prune,
         )
+        if measure:
+            report |= _measure_recipe(spec, quantize, prune or None, cluster, latency_runs)
         if as_json:
             typer.echo(json.dumps(report, indent=2))
             return
         for storage, size in report["size_bytes"].items():  # type: ignore[attr-defined]
             typer.echo(f"{storage:7} {size:>14} bytes  ({size / 2**20:.3f} MiB)")
+        file = report.get("measured_file")
+        if isinstance(file, dict):
+            typer.echo(f"measured TFLite file {file['bytes']:>14} bytes, gzip {file['gzip_bytes']}")
 
     run_command(body)
+
+
+def _check_tfmot_measurable(layers: list[Any]) -> None:
+    from estimator.layers import leaves
+    from profilers.compression import tfmot_available
+
+    for layer in leaves(layers):
+        if layer.spec.type == "detnet_layer":
+            raise UsageError(
+                f"--measure: layer {layer.name!r} (detnet_layer) is a custom layer that TFMOT "
+                "cannot prune or cluster; drop --prune/--cluster to measure TFLite sizes"
+            )
+    if not tfmot_available():
+        raise UsageError(
+            "--measure with --prune/--cluster needs the compress extra "
+            "(pip install 'phymem[compress]')"
+        )
+
+
+def _measure_recipe(
+    spec: Any, quantize: str, prune: float | None, cluster: int | None, latency_runs: int
+) -> dict[str, object]:
+    import subprocess
+
+    from profilers.compression import measure_in_subprocess, recipe_file
+
+    try:
+        measured = measure_in_subprocess(
+            spec, prune=prune, cluster=cluster, latency_runs=latency_runs
+        )
+    except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+        typer.echo(f"phymem: {error}", err=True)
+        raise typer.Exit(1) from None
+    return {"measured": measured, "measured_file": recipe_file(measured, quantize, prune, cluster)}
 
 
 @app.command()

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from app.api import errors
-from app.api.routes import dashboard, estimates, jobs, measurements, ops, planning
+from app.api.routes import compress, dashboard, estimates, jobs, measurements, ops, planning
 from app.api.schemas import Problem
 from app.core.config import Settings, get_settings
 from app.core.limits import BodySizeLimitMiddleware, RequestBudgetMiddleware
@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(estimates.router, responses=ERROR_RESPONSES | NOT_FOUND)
     app.include_router(planning.router, responses=ERROR_RESPONSES)
+    app.include_router(compress.router, responses=ERROR_RESPONSES)
     app.include_router(jobs.router, responses=ERROR_RESPONSES | NOT_FOUND)
     app.include_router(measurements.router, responses=ERROR_RESPONSES)
     app.include_router(dashboard.router, responses=ERROR_RESPONSES)

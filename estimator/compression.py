@@ -27,6 +27,7 @@ its graph, names and alignment; docs/compression.md compares the two). What is m
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from math import ceil, floor, log2
 from typing import TYPE_CHECKING, Literal
 
@@ -90,6 +91,11 @@ def weight_tensors(layers: list[ResolvedLayer]) -> list[Tensor]:
     return [tensor for layer in leaves(layers) for tensor in _layer_tensors(layer)]
 
 
+def _ceil_div(numerator: int, denominator: int) -> int:
+    """Exact ceil(numerator / denominator) for integers of any size (no float)."""
+    return -(-numerator // denominator)
+
+
 def index_bytes(largest: int) -> int:
     """The narrowest TFLite index vector (uint8, uint16, int32) holding 0..largest."""
     if largest < 2**8:
@@ -132,10 +138,10 @@ def tensor_bytes(
     if clusters is not None:
         bits = ceil(log2(clusters))
         centroids = clusters * value_bytes
-        return ceil(tensor.size * bits / 8) + centroids + metadata
-    nonzero = tensor.size - floor(sparsity * tensor.size)
+        return _ceil_div(tensor.size * bits, 8) + centroids + metadata
+    nonzero = tensor.size - floor(Fraction(sparsity) * tensor.size)  # exact for huge sizes
     if storage == "bitmap":
-        return nonzero * value_bytes + ceil(tensor.size / 8) + metadata
+        return nonzero * value_bytes + _ceil_div(tensor.size, 8) + metadata
     if storage == "sparse":
         return csr_bytes(tensor.size, tensor.rows, nonzero, value_bytes) + metadata
     return tensor.size * value_bytes + metadata
@@ -171,7 +177,7 @@ def kept_groups(groups: int, removed: float) -> int:
     """Input groups left when the fraction `removed` of them is cut (whole rows/columns)."""
     if not 0 <= removed < 1:
         raise ValueError(f"group sparsity: must be in [0, 1), got {removed}")
-    return groups - floor(removed * groups)
+    return groups - floor(Fraction(removed) * groups)
 
 
 def group_pruned_bytes(layers: list[ResolvedLayer], removed: float, fmt: Format = "fp32") -> int:
@@ -186,7 +192,7 @@ def group_pruned_bytes(layers: list[ResolvedLayer], removed: float, fmt: Format 
         groups = tensor.input_groups
         size = tensor.size // groups * kept_groups(groups, removed)
         smaller = Tensor(tensor.layer, tensor.name, size, tensor.rows, True)
-        total += tensor_bytes(smaller, fmt) + ceil(groups / 8)
+        total += tensor_bytes(smaller, fmt) + _ceil_div(groups, 8)
     return total
 
 
@@ -251,7 +257,8 @@ def recipe_report(
         "params": sum(layer.params for layer in layers),
         "fp32_bytes": baseline,
         "size_bytes": sizes,
-        "reduction": {k: round(1 - v / baseline, 4) for k, v in sizes.items()},
+        # a model without weights (only reshapes, activations) reduces nothing
+        "reduction": {k: round(1 - v / baseline, 4) if baseline else 0.0 for k, v in sizes.items()},
         # unstructured pruning leaves the dense kernels' MACs (a sparse kernel skips zeros)
         "macs_dense": flops_summary(layers)["macs"],
         **(

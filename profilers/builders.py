@@ -31,6 +31,7 @@ Choices that the spec leaves open:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,12 @@ MOMENTUM = 0.9
 
 
 def _keras() -> Any:
+    """Keras 3, or tf-keras (Keras 2) in a process that set TF_USE_LEGACY_KERAS=1 before
+    importing TensorFlow (the Model Optimization Toolkit works on tf-keras models only)."""
+    if os.environ.get("TF_USE_LEGACY_KERAS") == "1":
+        import tensorflow as tf
+
+        return tf.keras
     import keras  # deferred: the estimator must import without TensorFlow
 
     return keras
@@ -210,7 +217,8 @@ def _layer_group(
     if layer.type == "flatten":
         return [keras.layers.Flatten(dtype=policy, name=name)]
     if layer.type == "leaky_relu":
-        return [keras.layers.LeakyReLU(negative_slope=layer.alpha, dtype=policy, name=name)]
+        slope = "alpha" if os.environ.get("TF_USE_LEGACY_KERAS") == "1" else "negative_slope"
+        return [keras.layers.LeakyReLU(**{slope: layer.alpha}, dtype=policy, name=name)]
     if layer.type == "detnet_layer":
         detnet_layer = _detnet_layer_class()
         return [detnet_layer(layer.transmitters, layer.hidden, layer.v, dtype=policy, name=name)]

@@ -193,6 +193,11 @@ class EstimateOut(_Totals):
     calibrated: CalibratedOut | None = Field(
         default=None, description="The total calibrated for the requested device, if any."
     )
+    params: int | None = Field(default=None, description="Parameters.")
+    size_bytes: dict[str, int] | None = Field(
+        default=None, description="Stored weight bytes by format."
+    )
+    flops: int | None = Field(default=None, description="FLOPs per sample.")
 
 
 class EstimateList(BaseModel):

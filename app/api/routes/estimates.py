@@ -14,7 +14,7 @@ from app.api.schemas import (
     EstimateOut,
     EstimateRequest,
 )
-from app.services import calibration, estimates
+from app.services import calibration, compression, estimates
 from estimator.engine import Mode
 from estimator.spec import MAX_MESSAGE_BITS, FamilyName
 
@@ -39,6 +39,7 @@ def create_estimate(
     stored = estimates.get_or_create(session, request.spec(), request.mode, limit)
     metrics.estimates.labels(request.mode, "computed" if stored.computed else "stored").inc()
     answer = stored.to_dict()
+    answer |= compression.size_and_flops(answer)
     if request.device is not None:
         found = calibration.calibration(session, request.device, request.mode, field="device")
         answer["calibrated"] = {
@@ -50,7 +51,8 @@ def create_estimate(
 
 @router.get("/{estimate_id}", response_model=EstimateOut, summary="A stored estimate")
 def read_estimate(estimate_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep) -> Any:
-    return estimates.get(session, estimate_id).to_dict()
+    answer = estimates.get(session, estimate_id).to_dict()
+    return answer | compression.size_and_flops(answer)
 
 
 @router.get("", response_model=EstimateList, summary="Search stored estimates")
