@@ -12,18 +12,18 @@ from estimator.compression import model_bytes
 from estimator.families import csinet, detnet
 from estimator.layers import leaves, resolve
 from profilers.compression import measure_in_subprocess, tfmot_available
-from tests.conftest import in_ci
 
 pytestmark = [pytest.mark.tensorflow, pytest.mark.slow]
 
 
 def _need_tfmot() -> None:
-    if tfmot_available():
-        return
-    reason = "tf-keras / tensorflow-model-optimization not installed (the compress extra)"
-    if in_ci():
-        pytest.fail(f"{reason} while CI is set", pytrace=False)
-    pytest.skip(reason)
+    """The compress extra is optional, in CI too: tf-keras installs the full `tensorflow`
+    wheel over `tensorflow-cpu`, which the profiler's allocator traces were taken with."""
+    if not tfmot_available():
+        pytest.skip(
+            "tf-keras / tensorflow-model-optimization not installed "
+            "(pip install -e '.[compress]' to run these)"
+        )
 
 
 @pytest.fixture(scope="module")
