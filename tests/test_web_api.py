@@ -153,7 +153,7 @@ def test_batch_curve_is_the_engine_and_errors_name_the_field(client: Any) -> Non
     ]
     assert round(curve.json()["points"][1]["total_gib"], 1) == 800.9
     assert curve.json()["skipped"] == []
-    deep = {"family": "ae", "k": 1, "nt": 1, "decoder_blocks": 255, "hr": 64, "batch": 8}
+    deep = {"family": "ae", "k": 1, "nt": 1, "decoder_blocks": 150, "hr": 64, "batch": 8}
     thin = client.post(
         "/v1/batch-curve", json={"spec": deep, "mode": "framework", "batches": [1, 2, 4, 8, 16]}
     )

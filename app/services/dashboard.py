@@ -217,7 +217,7 @@ MAX_FRAMEWORK_CURVE_POINTS = 32
 
 # A framework-mode point replans the whole model: a request replans at most this many
 # layer rows in all (a few seconds at most), so a deep model gets a thinner curve.
-CURVE_BUDGET_ROWS = 2000
+CURVE_BUDGET_ROWS = 1000
 
 
 def _spread(count: int, keep: int) -> list[int]:
