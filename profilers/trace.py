@@ -144,12 +144,25 @@ class Explanation:
     traced_slack: int  # bytes of TF's chunks beyond their rounded requests
     modelled_slack: int
 
+    @property
+    def tensor_gap(self) -> int:
+        """The part of the peaks' difference made by tensors only one side holds."""
+        return sum(h.chunk for h in self.traced_only) - sum(h.chunk for h in self.modelled_only)
+
+    @property
+    def chunk_gap(self) -> int:
+        """The rest: tensors both sides hold, in chunks of other sizes (the layout)."""
+        return self.traced_peak - self.modelled_peak - self.tensor_gap
+
     def verdict(self) -> str:
         """What the difference consists of, in one line."""
         missing = sum(h.chunk for h in self.traced_only)
         extra = sum(h.chunk for h in self.modelled_only)
         gap = self.traced_peak - self.modelled_peak
-        parts = [f"traced peak - modelled peak = {gap:+d} B"]
+        parts = [
+            f"traced peak - modelled peak = {gap:+d} B ({self.tensor_gap:+d} B in tensors one "
+            f"side holds, {self.chunk_gap:+d} B in the chunks of tensors both hold)"
+        ]
         if missing:
             parts.append(f"{len(self.traced_only)} traced tensors ({missing} B) unmatched")
         if extra:
