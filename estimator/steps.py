@@ -634,7 +634,6 @@ class StepGenerator:
         if rewritten and not p.mixed:
             self.tmp_var = through = t.alloc(width, row, "gradients", True)
         t.free(tile)
-        t.free(self.scales.pop(i, None))
         t.free(tile_1)
         t.free(cast)
         if rewritten and p.mixed:
@@ -644,10 +643,18 @@ class StepGenerator:
             self.late.append(gradient)
         elif default:
             self.release_gradient(gradient, keep_late=False)
+        return self.norm_parameters_and_input_gradient(i, through)
+
+    def norm_parameters_and_input_gradient(self, i: int, through: int | None) -> int | None:
+        """The end of norm_backward: gamma's and beta's gradients and updates, then the
+        input gradient (`through`, cast to float16 when mixed) handed to the layer below."""
+        t, p = self.t, self.p
+        row = i + 1
         for n, (size, _) in enumerate(self.weights[i]):
             self.update(i, n, t.alloc(size, row, "gradients"))
         if p.mixed:  # the float16 input gradient; the float32 one is read by it only
-            dx16 = t.alloc(width // FLOAT32 * FLOAT16, row, "gradients", True) if i else None
+            width = p.model.batch * p.layers[i].in_features * FLOAT16
+            dx16 = t.alloc(width, row, "gradients", True) if i else None
             t.free(through)
             through = dx16
         self.release_input(i)
