@@ -198,3 +198,41 @@ def test_one_search_stops_when_the_client_disconnects(app: Any) -> None:
     elapsed = asyncio.run(run())
     assert sent[0]["status"] == 499
     assert elapsed < 2.0  # one search of a 300-layer model runs for many seconds in full
+
+
+def _plan_cost(spec: dict[str, Any]) -> int:
+    """Units the engine charges to plan `spec` in framework mode (uncached)."""
+    from estimator.budget import Budget, bounded
+    from estimator.engine import plan
+    from estimator.spec import FamilySpec
+
+    with bounded(Budget()) as budget:
+        plan(FamilySpec(**spec), "framework")
+    assert budget is not None
+    return budget.spent
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_batch_curve_is_thinned_by_the_engine_budget_and_refused_past_it(
+    db_url: str, tmp_path: Any
+) -> None:
+    # hr 40: a spec no other test plans, so no cached plan makes a point free.
+    deep = {"family": "ae", "k": 1, "nt": 1, "decoder_blocks": 40, "hr": 40, "batch": 8}
+    batches = [1, 2, 4, 8, 16]
+    cost = {b: _plan_cost({**deep, "batch": b}) for b in batches}
+    body = {"spec": deep, "mode": "framework", "batches": batches}
+
+    def curve(units: int) -> Any:
+        settings = Settings(database_url=db_url, data_dir=tmp_path, framework_budget_units=units)
+        with TestClient(create_app(settings)) as client:
+            return client.post("/v1/batch-curve", json=body)
+
+    refused = curve(cost[16] // 2)  # the largest batch is planned first
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["errors"][0]
+    assert error["field"] == "spec" and "PHYMEM_FRAMEWORK_BUDGET_UNITS" in error["message"]
+    # Room for both ends, not for the midpoint planned next: an evenly thinned curve.
+    thinned = curve(cost[16] + cost[1] + cost[4] - 1)
+    assert thinned.status_code == 200, thinned.text
+    assert [p["batch"] for p in thinned.json()["points"]] == [1, 16]
+    assert thinned.json()["skipped"] == [2, 4, 8]
