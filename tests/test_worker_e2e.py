@@ -8,8 +8,6 @@ pair comes back from GET /v1/measurements.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 from worker_helpers import (
@@ -17,14 +15,14 @@ from worker_helpers import (
     OOM_SPEC,
     TINY_SPEC,
     Proc,
+    Service,
     base_env,
     free_port,
     http,
     migrate,
     phymem,
+    running_service,
     wait_http,
-    wait_job,
-    worker_command,
 )
 
 pytest.importorskip("ray")
@@ -34,43 +32,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.tensorflow, pytest.mark.timeout(300)
 API_KEY = "test-key-0123456789"
 
 
-class Service:
-    def __init__(self, base: str, db_url: str, procs: list[Proc]) -> None:
-        self.base = base
-        self.db_url = db_url
-        self.procs = procs
-
-    def submit(self, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
-        return http("POST", f"{self.base}/v1/jobs", body, {"X-API-Key": API_KEY})
-
-    def wait(self, job_id: int, timeout_s: float = 150.0) -> Any:
-        return wait_job(self.base, job_id, self.procs, timeout_s)
-
-
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    root: Path = tmp_path_factory.mktemp("e2e")
-    db_url = f"sqlite:///{root / 'phymem.db'}"
-    migrate(db_url)
-    port = free_port()
-    env = base_env(PHYMEM_DATABASE_URL=db_url, PHYMEM_API_KEY=API_KEY, PHYMEM_DATA_DIR=str(root))
-    procs: list[Proc] = []
-    try:
-        api = Proc("api", phymem("serve", "--port", str(port), "--no-access-log"), env, root)
-        procs.append(api)
-        worker_env = {
-            **env,
-            "PHYMEM_WORKER_FAULT_INJECTION": "1",
-            "PHYMEM_WORKER_POLL_S": "0.3",
-            "PHYMEM_WORKER_MAX_RETRIES": "2",
-        }
-        procs.append(Proc("worker", worker_command("--num-cpus", "2"), worker_env, root))
-        base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/health", api)
-        yield Service(base, db_url, procs)
-    finally:
-        for proc in reversed(procs):
-            proc.stop()
+    faults = {"PHYMEM_WORKER_FAULT_INJECTION": "1", "PHYMEM_WORKER_MAX_RETRIES": "2"}
+    with running_service(tmp_path_factory.mktemp("e2e"), API_KEY, faults) as running:
+        yield running
 
 
 def test_profile_job_end_to_end(service: Service) -> None:
