@@ -197,25 +197,12 @@ def _raw(url: str) -> tuple[int, dict[str, str], bytes]:
 
 def test_train_submit_waits_with_progress_and_prints_json(service: Service) -> None:
     import json
-    import subprocess
-    import sys
 
-    from worker_helpers import REPO
-
-    command = [sys.executable, "-m", "app.cli", "train", "--family", "bae", "--k", "2"]
+    command = ["train", "--family", "bae", "--k", "2"]
     command += ["--nt", "2", "--ht", "16", "--hr", "32", "--batch", "32", "--steps", "60"]
     command += ["--channel", "rayleigh", "--train-ebn0", "5,10", "--eval-ebn0", "0:2:2"]
     command += ["--target-errors", "20", "--max-bits", "4000", "--baselines", "mmse"]
-    command += ["--submit", "--wait", "--json", "--url", service.base]
-    done = subprocess.run(
-        command,
-        cwd=REPO,
-        env=base_env(PHYMEM_API_KEY=API_KEY),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = service.submit_cli("app.cli", *command, timeout_s=300)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout)
     assert out["status"] == "ok" and out["job_status"] == "succeeded"

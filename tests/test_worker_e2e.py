@@ -130,37 +130,18 @@ def test_job_whose_process_always_dies_fails_after_bounded_retries(service: Serv
 
 def test_profile_submit_waits_for_the_workers_result(service: Service) -> None:
     import json
-    import subprocess
-    import sys
 
-    from worker_helpers import REPO, base_env
-
-    command = [sys.executable, "-m", "app.cli_worker", "profile", "--family", "bae"]
-    command += ["--k", "2", "--nt", "2", "--ht", "16", "--hr", "32", "--batch", "32"]
-    command += ["--steps", "1", "--submit", "--wait", "--json", "--url", service.base]
-    done = subprocess.run(
-        command,
-        cwd=REPO,
-        env=base_env(PHYMEM_API_KEY=API_KEY),
-        capture_output=True,
-        text=True,
-        timeout=150,
-        check=False,
-    )
+    args = ["profile", "--family", "bae", "--k", "2", "--nt", "2", "--ht", "16", "--hr", "32"]
+    args += ["--batch", "32", "--steps", "1"]
+    done = service.submit_cli("app.cli_worker", *args, timeout_s=150)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["status"] == "ok" and result["job_status"] == "succeeded"
     assert result["measured_bytes"] > 0 and result["estimate_bytes"] > 0
     assert result["device"] == "cpu" and "error_pct" in result
 
-    wrong = subprocess.run(
-        [*command[:-2], "--url", service.base, "--api-key", "wrong"],
-        cwd=REPO,
-        env=base_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    wrong = service.submit_cli(
+        "app.cli_worker", *args, "--api-key", "wrong", timeout_s=60, env=base_env()
     )
     assert wrong.returncode == 2 and "HTTP 401" in wrong.stderr, wrong.stderr
 

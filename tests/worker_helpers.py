@@ -152,6 +152,22 @@ class Service:
     def wait(self, job_id: int, timeout_s: float = 150.0) -> Any:
         return wait_job(self.base, job_id, self.procs, timeout_s)
 
+    def submit_cli(
+        self, module: str, *args: str, timeout_s: float, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """`python -m MODULE ARGS --submit --wait --json --url` this service, with its API key
+        in PHYMEM_API_KEY unless `env` replaces the environment."""
+        command = [sys.executable, "-m", module, *args, "--submit", "--wait", "--json"]
+        return subprocess.run(
+            [*command, "--url", self.base],
+            cwd=REPO,
+            env=base_env(PHYMEM_API_KEY=self.api_key) if env is None else env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+
 
 @contextlib.contextmanager
 def running_service(
