@@ -178,16 +178,7 @@ def compress(
         from estimator.engine import model_for
         from estimator.layers import resolve
 
-        if quantize not in ("none", "float16", "dynamic"):
-            raise UsageError(f"--quantize: {quantize!r} is not none, float16 or dynamic")
-        if scales not in ("tensor", "channel"):
-            raise UsageError(f"--scales: {scales!r} is not tensor or channel")
-        if not 0 <= prune < 1:
-            raise UsageError(f"--prune: {prune} is not in [0, 1)")
-        if cluster is not None and cluster < 2:
-            raise UsageError(f"--cluster: {cluster} is below 2")
-        if not 0 <= group_prune < 1:
-            raise UsageError(f"--group-prune: {group_prune} is not in [0, 1)")
+        _check_recipe(quantize, scales, prune, cluster, group_prune)
         spec = _build_spec(spec_file, flags)
         layers = resolve(model_for(spec, "paper"))
         if measure and (prune or cluster):
@@ -204,14 +195,34 @@ def compress(
             report |= _measure_recipe(spec, quantize, prune or None, cluster, latency_runs)
         if as_json:
             typer.echo(json.dumps(report, indent=2))
-            return
-        for storage, size in report["size_bytes"].items():  # type: ignore[attr-defined]
-            typer.echo(f"{storage:7} {size:>14} bytes  ({size / 2**20:.3f} MiB)")
-        file = report.get("measured_file")
-        if isinstance(file, dict):
-            typer.echo(f"measured TFLite file {file['bytes']:>14} bytes, gzip {file['gzip_bytes']}")
+        else:
+            _print_recipe(report)
 
     run_command(body)
+
+
+def _check_recipe(
+    quantize: str, scales: str, prune: float, cluster: int | None, group_prune: float
+) -> None:
+    """UsageError naming the first compression flag out of its range."""
+    if quantize not in ("none", "float16", "dynamic"):
+        raise UsageError(f"--quantize: {quantize!r} is not none, float16 or dynamic")
+    if scales not in ("tensor", "channel"):
+        raise UsageError(f"--scales: {scales!r} is not tensor or channel")
+    if not 0 <= prune < 1:
+        raise UsageError(f"--prune: {prune} is not in [0, 1)")
+    if cluster is not None and cluster < 2:
+        raise UsageError(f"--cluster: {cluster} is below 2")
+    if not 0 <= group_prune < 1:
+        raise UsageError(f"--group-prune: {group_prune} is not in [0, 1)")
+
+
+def _print_recipe(report: dict[str, Any]) -> None:
+    for storage, size in report["size_bytes"].items():
+        typer.echo(f"{storage:7} {size:>14} bytes  ({size / 2**20:.3f} MiB)")
+    file = report.get("measured_file")
+    if isinstance(file, dict):
+        typer.echo(f"measured TFLite file {file['bytes']:>14} bytes, gzip {file['gzip_bytes']}")
 
 
 def _check_tfmot_measurable(layers: list[Any]) -> None:

@@ -12,7 +12,7 @@ from app.db.models import Estimate as EstimateRow
 from app.db.models import Measurement as MeasurementRow
 from app.db.models import Spec as SpecRow
 from app.db.models import utcnow
-from app.services import estimates
+from app.services.filters import where_given, where_spec
 from estimator.units import reported_error_pct
 
 
@@ -54,15 +54,14 @@ def list_measurements(
         .join(EstimateRow, MeasurementRow.estimate_id == EstimateRow.id)
         .join(SpecRow, EstimateRow.spec_id == SpecRow.id)
     )
-    query = estimates.where_spec(query, family=family, k=k, nt=nt)
-    if status is not None:
-        query = query.where(MeasurementRow.status == status)
-    if device is not None:
-        query = query.where(MeasurementRow.device == device)
-    if job_id is not None:
-        query = query.where(MeasurementRow.job_id == job_id)
-    if mode is not None:
-        query = query.where(EstimateRow.mode == mode)
+    query = where_spec(query, family=family, k=k, nt=nt)
+    query = where_given(
+        query,
+        (MeasurementRow.status, status),
+        (MeasurementRow.device, device),
+        (MeasurementRow.job_id, job_id),
+        (EstimateRow.mode, mode),
+    )
     query = query.order_by(MeasurementRow.id).limit(limit).offset(offset)
     items = []
     for measured, estimate, spec in session.execute(query):
