@@ -18,8 +18,6 @@ BEING_SPLIT: dict[str, set[str]] = {
     "app/cli_train.py": {"train"},
     "app/worker/training.py": {"build_training_model", "train_and_evaluate"},
     "profilers/builders.py": {"_layer_group"},
-    # the coordinator's issue 8 file (framework-mode layer rules):
-    "estimator/steps.py": {"norm_backward"},
 }
 
 
