@@ -88,6 +88,11 @@ def section(row: dict[str, Any], found: Explanation) -> list[str]:
         if big:
             shown = "; ".join(f"{h.requested} B {h.source}" for h in big)
             lines.append(f"- {title}: {shown}")
+    if verdict != "sequence" and found.traced_unsplit:
+        shown = "; ".join(
+            f"{h.requested} B in a {h.chunk} B chunk ({h.source})" for h in found.traced_unsplit[:3]
+        )
+        lines.append(f"- TF's unsplit chunks, most slack first: {shown}")
     return [*lines, ""]
 
 

@@ -143,6 +143,7 @@ class Explanation:
     modelled_only: list[Held]  # alive at the model's peak, none of that size at TF's
     traced_slack: int  # bytes of TF's chunks beyond their rounded requests
     modelled_slack: int
+    traced_unsplit: list[Held]  # TF's tensors in chunks BFC did not split, most slack first
 
     @property
     def tensor_gap(self) -> int:
@@ -243,6 +244,8 @@ def explain(trace: dict[str, Any], spec: FamilySpec | ModelSpec) -> Explanation:
     def slack(side: list[Held]) -> int:
         return sum(held.chunk - rounded_request(held.requested) for held in side)
 
+    unsplit = [held for held in traced if held.chunk > rounded_request(held.requested)]
+
     return Explanation(
         traced_peak,
         modelled_peak,
@@ -250,6 +253,7 @@ def explain(trace: dict[str, Any], spec: FamilySpec | ModelSpec) -> Explanation:
         sorted(modelled_only, key=lambda h: -h.chunk),
         slack(traced),
         slack(modelled),
+        sorted(unsplit, key=lambda h: rounded_request(h.requested) - h.chunk),
     )
 
 
