@@ -239,7 +239,7 @@ def search(
     items = []
     row: EstimateRow
     spec: SpecRow
-    for row, spec in session.execute(query).tuples():
+    for row, spec in session.execute(query):
         total = int(row.total_bytes)
         items.append(
             {
