@@ -187,7 +187,7 @@ def test_0004_adds_quantities_with_existing_measurements_kept(empty_db_url: str)
         migrate.downgrade(empty_db_url, "0003")
         assert "job_metrics" not in _tables(empty_db_url)
         columns = {c["name"] for c in inspect(engine).get_columns("measurements")}
-        assert not {"quantity", "measured_value", "detail"} & columns
+        assert not {"quantity", "measured_value", "estimated_value", "detail"} & columns
         with engine.connect() as connection:
             row = connection.execute(text("SELECT id, measured_peak_bytes FROM measurements"))
             assert tuple(row.one()) == (3, "12")

@@ -174,8 +174,9 @@ class Job(Base):
 class Measurement(Base):
     """One measured quantity of one estimate's spec on one device: the training peak
     (bytes in use, `measured_peak_bytes`), a stored model size (bytes) or an inference
-    latency (microseconds); the last two keep their exact value in `measured_value` and
-    their recipe (storage format, compression, runtime options) in `detail`."""
+    latency (microseconds); the last two keep their exact value in `measured_value`, the
+    estimate it tests in `estimated_value` and their recipe (storage format, compression,
+    runtime options) in `detail`."""
 
     __tablename__ = "measurements"
 
@@ -193,6 +194,9 @@ class Measurement(Base):
         String(32), default="training_peak", server_default="training_peak", index=True
     )
     measured_value: Mapped[str | None] = mapped_column(Text)  # exact decimal
+    # The estimate a model_size measurement tests, same unit (exact decimal); NULL for a
+    # training peak (its estimate is the estimate row's total) and for latency (none).
+    estimated_value: Mapped[str | None] = mapped_column(Text)
     detail: Mapped[dict[str, Any] | None] = mapped_column(default=dict)
 
     __table_args__ = (

@@ -1,5 +1,6 @@
 """Quantities: what a measurement measured (training peak, model size, latency) with its
-exact value and recipe, and a table of a job's named metrics (NMSE, rho, BER).
+exact value, the estimate it tests and its recipe; a table of a job's named metrics
+(NMSE, rho, BER).
 
 Revision ID: 0004
 Revises: 0003
@@ -28,6 +29,7 @@ def upgrade() -> None:
             )
         )
         batch_op.add_column(sa.Column("measured_value", sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column("estimated_value", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("detail", sa.JSON(), nullable=True))
         batch_op.create_check_constraint(
             "quantity", "quantity IN ('training_peak', 'model_size', 'latency')"
@@ -63,5 +65,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_measurements_quantity"))
         batch_op.drop_constraint("quantity", type_="check")
         batch_op.drop_column("detail")
+        batch_op.drop_column("estimated_value")
         batch_op.drop_column("measured_value")
         batch_op.drop_column("quantity")
