@@ -105,3 +105,22 @@ def test_spec_taking_endpoints_accept_the_families_in_paper_mode(client: Any) ->
     schema = client.get("/openapi.json").json()["components"]["schemas"]
     assert {"CsiNetSpec", "DetNetSpec"} <= set(schema)
     assert schema["CsiNetSpec"]["properties"]["gamma"]["enum"] == ["1/4", "1/16", "1/32", "1/64"]
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Any) -> Any:
+    from app.core.config import Settings
+
+    return Settings(database_url=db_url, data_dir=tmp_path, api_key="k")
+
+
+def test_jobs_queue_a_family_as_its_layer_list(client: Any) -> None:
+    body = {"kind": "profile", "spec": {**DETNET, "layers": 2}, "steps": 1, "mode": "paper"}
+    queued = client.post("/v1/jobs", json=body, headers={"X-API-Key": "k"})
+    assert queued.status_code == 202, queued.text
+    assert queued.json()["spec_hash"] == spec_hash(detnet(layers=2))
+    framework = client.post(
+        "/v1/jobs", json={**body, "mode": "framework"}, headers={"X-API-Key": "k"}
+    )
+    assert framework.status_code == 422, framework.text
+    assert "framework mode has no traced model of" in framework.text
