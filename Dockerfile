@@ -26,12 +26,14 @@ RUN useradd --create-home --uid 10001 phymem \
     && mkdir -p /data && chown phymem:phymem /data
 WORKDIR /home/phymem
 
-FROM python-base AS api
+# The sources and an empty virtual environment; each image installs its own extras.
+FROM python-base AS venv
 COPY --from=source /src /opt/phymem
-RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --upgrade pip \
-    && /opt/venv/bin/pip install "/opt/phymem[postgres]"
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install --upgrade pip
 ENV PATH=/opt/venv/bin:$PATH
+
+FROM venv AS api
+RUN pip install "/opt/phymem[postgres]"
 USER phymem
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=5 \
@@ -39,12 +41,8 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=5 \
 # Migrations on start, then the API.
 CMD ["sh", "-c", "phymem db upgrade && exec phymem serve --host 0.0.0.0 --port 8000"]
 
-FROM python-base AS worker
-COPY --from=source /src /opt/phymem
-RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --upgrade pip \
-    && /opt/venv/bin/pip install "/opt/phymem[postgres,worker]"
-ENV PATH=/opt/venv/bin:$PATH
+FROM venv AS worker
+RUN pip install "/opt/phymem[postgres,worker]"
 USER phymem
 # Embedded single-node Ray by default; docker-compose.yml runs a Ray head here instead.
 CMD ["phymem", "worker"]

@@ -211,7 +211,10 @@ def compress(
             report |= _measure_recipe(spec, quantize, prune or None, cluster, latency_runs)
         if store:
             report["stored"] = _store_measured(spec, report["measured"], latency_runs)
-        _print_compressed(report, as_json)
+        if as_json:
+            typer.echo(json.dumps(report, indent=2))
+        else:
+            _print_recipe(report)
 
     run_command(body)
 
@@ -219,6 +222,7 @@ def compress(
 def _check_recipe(
     quantize: str, scales: str, prune: float, cluster: int | None, group_prune: float
 ) -> None:
+    """UsageError naming the first compression flag out of its range."""
     if quantize not in ("none", "float16", "dynamic"):
         raise UsageError(f"--quantize: {quantize!r} is not none, float16 or dynamic")
     if scales not in ("tensor", "channel"):
@@ -231,10 +235,7 @@ def _check_recipe(
         raise UsageError(f"--group-prune: {group_prune} is not in [0, 1)")
 
 
-def _print_compressed(report: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(report, indent=2))
-        return
+def _print_recipe(report: dict[str, Any]) -> None:
     for storage, size in report["size_bytes"].items():
         typer.echo(f"{storage:7} {size:>14} bytes  ({size / 2**20:.3f} MiB)")
     file = report.get("measured_file")

@@ -9,9 +9,12 @@ import json
 import math
 import os
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from profilers.phy.montecarlo import BerPoint
 
 EXIT_INVALID = 2
 
@@ -139,7 +142,7 @@ def _run_ber(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     from profilers.phy.baselines import baseline_link
     from profilers.phy.channels import ChannelSpec
-    from profilers.phy.montecarlo import BerPoint, parse_grid, simulate
+    from profilers.phy.montecarlo import parse_grid, simulate
     from profilers.phy.qam import qam
 
     k = _int("--k", k_text, 1)
@@ -166,21 +169,8 @@ def _run_ber(
         "max_bits": budget,
         "seed": seed,
     }
-
-    def show(point: BerPoint) -> None:
-        typer.echo(
-            f"{point.ebn0_db:7.2f}  {point.ber:10.4e}  [{point.ci_low:.3e}, {point.ci_high:.3e}]"
-            f"  {point.bits:>10}  {point.bit_errors:>7}  {point.ser:10.4e}  {point.bler:10.4e}"
-            f"  {point.tx_energy:6.3f}"
-        )
-
     if not as_json:
-        where = f"{channel} {cross}" if channel == "cross" else channel
-        typer.echo(f"{detector.upper()}, {qam(k).name}, {nt}x{nr} {where}, seed {seed}")
-        typer.echo(
-            "  Eb/N0         BER   95% interval                  bits   errors         SER"
-            "        BLER  energy"
-        )
+        _print_table_head(header, cross)
     points = simulate(
         link,
         grid,
@@ -188,9 +178,30 @@ def _run_ber(
         target_errors=target,
         max_bits=budget,
         seed=seed,
-        on_point=None if as_json else show,
+        on_point=None if as_json else _print_point,
     )
     return [p.row() for p in points], header
+
+
+def _print_table_head(header: dict[str, Any], cross: float) -> None:
+    channel = header["channel"]
+    where = f"{channel} {cross}" if channel == "cross" else channel
+    typer.echo(
+        f"{header['detector'].upper()}, {header['constellation']}, "
+        f"{header['nt']}x{header['nr']} {where}, seed {header['seed']}"
+    )
+    typer.echo(
+        "  Eb/N0         BER   95% interval                  bits   errors         SER"
+        "        BLER  energy"
+    )
+
+
+def _print_point(point: "BerPoint") -> None:
+    typer.echo(
+        f"{point.ebn0_db:7.2f}  {point.ber:10.4e}  [{point.ci_low:.3e}, {point.ci_high:.3e}]"
+        f"  {point.bits:>10}  {point.bit_errors:>7}  {point.ser:10.4e}  {point.bler:10.4e}"
+        f"  {point.tx_energy:6.3f}"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -121,21 +121,14 @@ def _profile_locally(
     return profile.combine(pairs)
 
 
-def _submit(
+def _job_body(
     spec: FamilySpec | ModelSpec,
-    *,
-    url: str,
-    api_key: str | None,
     device_class: str,
     mode: str | None,
     steps: int,
     memory_limit: int | None,
-    wait: bool,
-    timeout_s: float,
-    as_json: bool,
-) -> dict[str, Any] | None:
-    from app.cli_jobs import finished, service
-
+) -> dict[str, Any]:
+    """The `POST /v1/jobs` body of one profile run."""
     body: dict[str, Any] = {
         "kind": "profile",
         "spec": spec.model_dump(mode="json"),
@@ -146,6 +139,21 @@ def _submit(
         body["mode"] = mode
     if memory_limit is not None:
         body["memory_limit_bytes"] = memory_limit
+    return body
+
+
+def _submit(
+    body: dict[str, Any],
+    *,
+    url: str,
+    api_key: str | None,
+    wait: bool,
+    timeout_s: float,
+    as_json: bool,
+) -> dict[str, Any] | None:
+    """Queue one run; with `wait`, its result (None when only submitted)."""
+    from app.cli_jobs import finished, service
+
     with service(url, api_key) as jobs:
         started = jobs.start(body, wait=wait, as_json=as_json, timeout_s=timeout_s)
         if started is None:
@@ -161,40 +169,50 @@ def _submit(
     return result
 
 
+def _submit_runs(body: dict[str, Any], runs: int, **service: Any) -> dict[str, Any] | None:
+    """`runs` jobs of `body` on the service, combined (None when none was waited for)."""
+    from app.worker import profile as profiling
+
+    done = [r for r in (_submit(body, **service) for _ in range(runs)) if r is not None]
+    return profiling.combine(done) if done else None
+
+
+RayAddressOpt = Annotated[
+    str | None, typer.Option(help="Ray cluster host:port (PHYMEM_RAY_ADDRESS); default embedded.")
+]
+ConcurrencyOpt = Annotated[
+    int | None, typer.Option(min=1, help="Jobs in flight (PHYMEM_WORKER_CONCURRENCY).")
+]
+LeaseOpt = Annotated[float | None, typer.Option(help="Job lease (PHYMEM_WORKER_LEASE_S).")]
+PollOpt = Annotated[float | None, typer.Option(help="Queue poll interval (PHYMEM_WORKER_POLL_S).")]
+RetriesOpt = Annotated[
+    int | None,
+    typer.Option(min=0, help="Ray retries of a dead job process (PHYMEM_WORKER_MAX_RETRIES)."),
+]
+GpuClassOpt = Annotated[
+    str | None, typer.Option(help="Class of local GPUs for the embedded Ray, e.g. a100-80gb.")
+]
+CpusOpt = Annotated[int | None, typer.Option(min=1, help="CPUs of the embedded Ray (default all).")]
+MaxJobsOpt = Annotated[int | None, typer.Option(min=1, help="Exit after this many jobs finish.")]
+IdleExitOpt = Annotated[
+    float | None, typer.Option(help="Exit once the queue has been empty this long (s).")
+]
+ParentPidOpt = Annotated[
+    int | None, typer.Option(help="Exit when this process is gone.", hidden=True)
+]
+
+
 def worker(
-    ray_address: Annotated[
-        str | None,
-        typer.Option(help="Ray cluster host:port (PHYMEM_RAY_ADDRESS); default embedded."),
-    ] = None,
-    concurrency: Annotated[
-        int | None, typer.Option(min=1, help="Jobs in flight (PHYMEM_WORKER_CONCURRENCY).")
-    ] = None,
-    lease_seconds: Annotated[
-        float | None, typer.Option(help="Job lease (PHYMEM_WORKER_LEASE_S).")
-    ] = None,
-    poll_seconds: Annotated[
-        float | None, typer.Option(help="Queue poll interval (PHYMEM_WORKER_POLL_S).")
-    ] = None,
-    max_retries: Annotated[
-        int | None,
-        typer.Option(min=0, help="Ray retries of a dead job process (PHYMEM_WORKER_MAX_RETRIES)."),
-    ] = None,
-    device_class: Annotated[
-        str | None,
-        typer.Option(help="Class of local GPUs for the embedded Ray, e.g. a100-80gb."),
-    ] = None,
-    num_cpus: Annotated[
-        int | None, typer.Option(min=1, help="CPUs of the embedded Ray (default all).")
-    ] = None,
-    max_jobs: Annotated[
-        int | None, typer.Option(min=1, help="Exit after this many jobs finish.")
-    ] = None,
-    idle_exit: Annotated[
-        float | None, typer.Option(help="Exit once the queue has been empty this long (s).")
-    ] = None,
-    parent_pid: Annotated[
-        int | None, typer.Option(help="Exit when this process is gone.", hidden=True)
-    ] = None,
+    ray_address: RayAddressOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    lease_seconds: LeaseOpt = None,
+    poll_seconds: PollOpt = None,
+    max_retries: RetriesOpt = None,
+    device_class: GpuClassOpt = None,
+    num_cpus: CpusOpt = None,
+    max_jobs: MaxJobsOpt = None,
+    idle_exit: IdleExitOpt = None,
+    parent_pid: ParentPidOpt = None,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
 ) -> None:
     """Run jobs from the database queue on Ray (embedded, or PHYMEM_RAY_ADDRESS)."""
@@ -239,31 +257,59 @@ def _parse_limit(memory_limit: str | None) -> int | None:
         raise UsageError(f"--memory-limit: {error}") from None
 
 
+ProfileModeOpt = Annotated[
+    str | None,
+    typer.Option(help="Estimate mode: paper | framework (default framework if present)."),
+]
+StepsOpt = Annotated[int, typer.Option(min=1, max=100, help="Measured steps.")]
+RunsOpt = Annotated[
+    int, typer.Option(min=1, max=50, help="Fresh processes (each lands on one allocator layout).")
+]
+TimeBudgetOpt = Annotated[
+    float,
+    typer.Option(
+        help="Seconds of predicted compute a run may take: fewer measured steps, or a "
+        "refusal naming what would run it (float16 on AVX512-FP16 CPUs is slow)."
+    ),
+]
+MemoryLimitOpt = Annotated[
+    str | None,
+    typer.Option(help="Cap the measuring process's memory, e.g. 2GiB (OOM if exceeded)."),
+]
+
+
+def _tensorflow_warning(spec: FamilySpec | ModelSpec, mode: str | None) -> str | None:
+    """A warning when this TensorFlow is not the one the estimate's basis was traced on."""
+    from app.worker import profile as profiling
+
+    basis = str(profiling.estimate_dict(spec, mode).get("basis") or "")
+    warning = profiling.tensorflow_warning(basis)
+    if warning is not None:
+        typer.echo(f"phymem: warning: {warning}", err=True)
+    return warning
+
+
+def _report(outcome: dict[str, Any], as_json: bool) -> None:
+    """Print the pair and exit 0 when it is ok, EXIT_NOT_OK otherwise (nothing: submitted)."""
+    if not outcome:
+        return
+    if as_json:
+        typer.echo(json.dumps(outcome, indent=2, default=str))
+    else:
+        _print_pair(outcome)
+    raise typer.Exit(0 if outcome.get("status") == "ok" else EXIT_NOT_OK)
+
+
 @spec_flags()
 def profile(
     spec_file: SpecArg = None,
     *,
     flags: dict[str, Any],
-    mode: Annotated[
-        str | None,
-        typer.Option(help="Estimate mode: paper | framework (default framework if present)."),
-    ] = None,
-    steps: Annotated[int, typer.Option(min=1, max=100, help="Measured steps.")] = 3,
-    runs: Annotated[
-        int,
-        typer.Option(min=1, max=50, help="Fresh processes (each lands on one allocator layout)."),
-    ] = 3,
-    time_budget: Annotated[
-        float,
-        typer.Option(
-            help="Seconds of predicted compute a run may take: fewer measured steps, or a "
-            "refusal naming what would run it (float16 on AVX512-FP16 CPUs is slow)."
-        ),
-    ] = 60.0,
-    memory_limit: Annotated[
-        str | None,
-        typer.Option(help="Cap the measuring process's memory, e.g. 2GiB (OOM if exceeded)."),
-    ] = None,
+    mode: ProfileModeOpt = None,
+    steps: StepsOpt = 3,
+    runs: RunsOpt = 3,
+    time_budget: TimeBudgetOpt = 60.0,
+    memory_limit: MemoryLimitOpt = None,
     timeout: Annotated[float, typer.Option(help="Give up on a run after this many seconds.")] = 600,
     submit: Annotated[
         bool, typer.Option("--submit", help="Queue it on the service instead.")
@@ -298,49 +344,22 @@ def profile(
 
     def body() -> None:
         from app.specio import build_spec, parse_mode
-        from app.worker import profile as profiling
 
         spec = build_spec(spec_file, flags)
         chosen = None if mode is None else parse_mode(mode)
         limit = _parse_limit(memory_limit)
-        basis = str(profiling.estimate_dict(spec, chosen).get("basis") or "")
-        warning = profiling.tensorflow_warning(basis)
-        if warning is not None:
-            typer.echo(f"phymem: warning: {warning}", err=True)
-        result: dict[str, Any] | None
+        warning = _tensorflow_warning(spec, chosen)
         if submit:
-            submitted = [
-                _submit(
-                    spec,
-                    url=url,
-                    api_key=api_key,
-                    device_class=device_class,
-                    mode=chosen,
-                    steps=steps,
-                    memory_limit=limit,
-                    wait=wait,
-                    timeout_s=timeout,
-                    as_json=as_json,
-                )
-                for _ in range(runs)
-            ]
-            done = [r for r in submitted if r is not None]
-            result = profiling.combine(done) if done else None
+            job = _job_body(spec, device_class, chosen, steps, limit)
+            service = {"url": url, "api_key": api_key, "wait": wait, "as_json": as_json}
+            result = _submit_runs(job, runs, timeout_s=timeout, **service)
         else:
             result = _profile_locally(spec, chosen, steps, limit, timeout, runs, time_budget)
         if result is not None:
-            if warning is not None:
-                result["warnings"] = [warning]
-            outcome.update(result)
+            outcome.update(result, **({"warnings": [warning]} if warning is not None else {}))
 
     run_command(body)
-    if not outcome:
-        return
-    if as_json:
-        typer.echo(json.dumps(outcome, indent=2, default=str))
-    else:
-        _print_pair(outcome)
-    raise typer.Exit(0 if outcome.get("status") == "ok" else EXIT_NOT_OK)
+    _report(outcome, as_json)
 
 
 def register(app: typer.Typer) -> None:

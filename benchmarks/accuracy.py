@@ -244,31 +244,46 @@ def section(title: str, rows: list[dict[str, Any]], runs: int) -> list[str]:
     return [*lines, ""]
 
 
-def report(args: argparse.Namespace) -> int:
-    cache = load(args.cache)
-    seed = cache.get("heldout_seed")
-    if seed is None:
-        print(f"{args.cache}: no measurements yet (run `measure` first)", file=sys.stderr)
-        return 2
-    runs = int(cache.get("runs", 5))
+CSV_FIELDS = [
+    "set",
+    "config",
+    "spec",
+    "family",
+    "optimizer",
+    "precision",
+    "batch",
+    "measured_bytes",
+    "peak_bytes",
+    "error_pct",
+    "upper_bytes",
+    "tightness",
+    "covered",
+    "runs",
+    "paper_bytes",
+    "paper_error_pct",
+    "step_time_s",
+]
+
+
+def header(cache: dict[str, Any], cache_path: str, runs: int) -> list[str]:
+    """The report's opening: commands, seed, engine, machine and what was measured."""
+    from estimator.engine import engine_version
+
     stored = cache.get("measurements", {})
-    by_set = {name: rows_for(specs, stored, runs) for name, specs in sets(cache).items()}
     first = next(
         (Measurement.from_dict(d) for v in stored.values() for d in v if d["status"] == "ok"),
         Measurement(status="failed"),
     )
-    from estimator.engine import engine_version
-
     basis = estimate(grid()[0], "framework").basis
-    cache_path = os.path.relpath(args.cache)
-    lines = [
+    return [
         "# Estimator accuracy against TensorFlow's allocator peak",
         "",
         "- Measured by: `PYTHONPATH=. nice -n 10 .venv/bin/python -m benchmarks.accuracy "
         f"measure --new-seed` (cache `{cache_path}`, committed); this report by "
         f"`PYTHONPATH=. .venv/bin/python -m benchmarks.accuracy report --cache {cache_path}`",
-        f"- Held-out seed: **{seed}** (drawn {cache.get('heldout_started', '?')}); "
-        f"report written {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}; "
+        f"- Held-out seed: **{cache.get('heldout_seed')}** (drawn "
+        f"{cache.get('heldout_started', '?')}); report written "
+        f"{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}; "
         f"engine {engine_version()}, framework basis `{basis}`",
         f"- Machine: {platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs, "
         f"{(first.device_total_bytes or 0) / 2**30:.1f} GiB RAM), device {first.device}, "
@@ -282,55 +297,48 @@ def report(args: argparse.Namespace) -> int:
         "measured processes at or below upper_bytes (target 100%). Tightness = upper_bytes / "
         "median run (target median <= 1.10).",
         "",
-        "## Summary",
-        "",
-        *GROUP_HEADER,
     ]
-    for name, rows in by_set.items():
-        lines.append(_summary_row(name, summarize(rows)))
-    lines += [
-        "",
-        "Paper mode, median abs error: "
-        + ", ".join(
-            f"{name} {summarize(rows).get('paper_median_error', float('nan')):.0f}%"
-            for name, rows in by_set.items()
-        ),
-        "",
-    ]
-    lines += section("Set 1: stratified grid", by_set["grid"], runs)
-    lines += section(f"Set 2: held-out sample (seed {seed})", by_set["held-out"], runs)
-    args.out.mkdir(parents=True, exist_ok=True)
-    with (args.out / "accuracy.csv").open("w", newline="") as handle:
-        fields = [
-            "set",
-            "config",
-            "spec",
-            "family",
-            "optimizer",
-            "precision",
-            "batch",
-            "measured_bytes",
-            "peak_bytes",
-            "error_pct",
-            "upper_bytes",
-            "tightness",
-            "covered",
-            "runs",
-            "paper_bytes",
-            "paper_error_pct",
-            "step_time_s",
-        ]
-        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+
+
+def write_csv(path: Path, by_set: dict[str, list[dict[str, Any]]]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
         for name, rows in by_set.items():
             for r in rows:
                 writer.writerow({**r, "set": name, "runs": " ".join(map(str, r["runs"]))})
-    target = args.out / "accuracy.md"
+
+
+def write_markdown(target: Path, lines: list[str]) -> None:
+    """Write the report, keeping the hand-written Status section of the previous one."""
     previous = target.read_text() if target.exists() else ""
     status = previous.find("\n## Status")
-    if status >= 0:  # hand-written, kept across regenerations
-        lines += [previous[status + 1 :].rstrip("\n")]
+    if status >= 0:
+        lines = [*lines, previous[status + 1 :].rstrip("\n")]
     target.write_text("\n".join(lines).rstrip("\n") + "\n")
+
+
+def report(args: argparse.Namespace) -> int:
+    cache = load(args.cache)
+    seed = cache.get("heldout_seed")
+    if seed is None:
+        print(f"{args.cache}: no measurements yet (run `measure` first)", file=sys.stderr)
+        return 2
+    runs = int(cache.get("runs", 5))
+    stored = cache.get("measurements", {})
+    by_set = {name: rows_for(specs, stored, runs) for name, specs in sets(cache).items()}
+    lines = [*header(cache, os.path.relpath(args.cache), runs), "## Summary", "", *GROUP_HEADER]
+    lines += [_summary_row(name, summarize(rows)) for name, rows in by_set.items()]
+    paper = ", ".join(
+        f"{name} {summarize(rows).get('paper_median_error', float('nan')):.0f}%"
+        for name, rows in by_set.items()
+    )
+    lines += ["", f"Paper mode, median abs error: {paper}", ""]
+    lines += section("Set 1: stratified grid", by_set["grid"], runs)
+    lines += section(f"Set 2: held-out sample (seed {seed})", by_set["held-out"], runs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_csv(args.out / "accuracy.csv", by_set)
+    write_markdown(args.out / "accuracy.md", lines)
     for name, rows in by_set.items():
         s = summarize(rows)
         if s["configs"]:

@@ -35,6 +35,59 @@ def _dense(units: int, activation: str = "linear") -> dict[str, Any]:
     return {"type": "dense", "units": units, "activation": activation}
 
 
+def _layers(text: str) -> list[dict[str, Any]]:
+    """Layers from a compact text: `64:relu` (a dense layer, linear without its activation),
+    `ln`, `bn`, `pn` (layer, batch, power norm), `act:tanh`, `emb:IN x OUT`,
+    `channel:NR x USES` (complex channel), `noise:STDDEV` (Gaussian noise)."""
+    norms = {"ln": "layer_norm", "bn": "batch_norm", "pn": "power_norm"}
+    layers: list[dict[str, Any]] = []
+    for token in text.split():
+        name, _, argument = token.partition(":")
+        first, _, second = argument.partition("x")
+        if name.isdigit():
+            layers.append(_dense(int(name), argument or "linear"))
+        elif name == "act":
+            layers.append({"type": "activation", "activation": argument})
+        elif name == "emb":
+            layers.append({"type": "embedding", "input_dim": int(first), "output_dim": int(second)})
+        elif name == "channel":
+            layers.append({"type": "complex_channel", "nr": int(first), "uses": int(second)})
+        elif name == "noise":
+            layers.append({"type": "gaussian_noise", "stddev": float(argument)})
+        else:
+            layers.append({"type": norms[name]})
+    return layers
+
+
+MSE, CE = "mse", "categorical_crossentropy"
+BCE, SCE = "binary_crossentropy", "sparse_categorical_crossentropy"
+# Generic models: input kind, input size, loss, layers (see _layers), batch, optimizer
+# and, where it is not fp32, the precision.
+GENERIC: tuple[tuple[Any, ...], ...] = (
+    ("real", 16, MSE, "64:relu 64:tanh 16", 1000, "adam"),
+    ("real", 8, MSE, "128:sigmoid ln 8", 77, "sgd"),
+    ("bits", 12, BCE, "200:relu bn 200:softmax 12:sigmoid", 500, "momentum"),
+    ("one_hot", 64, CE, "96:tanh 64:softmax", 333, "none"),
+    ("index", 1, SCE, "emb:128x8 100:relu 128:softmax", 2500, "adam"),
+    ("real", 32, MSE, "300 act:relu 300:sigmoid ln 32", 4096, "adam"),
+    ("real", 10, MSE, "50:softmax 10", 3, "sgd"),
+    ("bits", 8, BCE, "1024:relu bn 1024:relu bn 8:sigmoid", 1200, "adam"),
+    ("real", 6, MSE, "64:relu 8 pn channel:3x2 noise:0.2 64:relu 6", 640, "momentum"),
+    ("index", 1, SCE, "emb:1000x16 256:tanh 1000:softmax", 4000, "sgd"),
+    ("bits", 20, BCE, "2500:relu 20:sigmoid", 50, "none"),
+    ("real", 4, MSE, "4", 1, "none"),
+    ("one_hot", 32, CE, "512:relu ln 512:sigmoid 32:softmax", 16, "adam", "mixed"),
+    ("real", 16, MSE, "64:tanh 16", 5000, "none", "mixed"),
+    ("bits", 6, BCE, "128:relu bn 6:sigmoid", 9, "momentum", "mixed"),
+    ("index", 1, SCE, "emb:64x4 96:relu ln 64:softmax", 257, "sgd", "mixed"),
+    ("one_hot", 24, MSE, "48:sigmoid 24", 31, "momentum"),
+    ("real", 3, MSE, "2048:relu 3", 100, "momentum"),
+    ("bits", 16, MSE, "32:tanh bn 32:relu ln 16", 1999, "sgd"),
+    ("one_hot", 128, CE, "256:sigmoid 128:softmax", 60, "none", "mixed"),
+    ("index", 1, SCE, "emb:500x12 64 act:tanh 500:softmax", 7, "momentum"),
+)
+
+
 def grid() -> list[AnySpec]:
     """The stratified grid: every family x optimizer in fp32 and in mixed precision,
     generic layer lists for every activation, norm, input kind and loss, and the
@@ -108,236 +161,10 @@ def grid() -> list[AnySpec]:
             optimizer = OPTIMIZERS[(index + 1) % 4]
             specs.append(_family(family, optimizer=optimizer, precision="mixed", **row))
     # generic layer lists: each activation, layer/batch norm, each input kind and loss
-    generic: list[dict[str, Any]] = [
-        dict(
-            input_kind="real",
-            input_size=16,
-            loss="mse",
-            layers=[_dense(64, "relu"), _dense(64, "tanh"), _dense(16)],
-            batch=1000,
-            optimizer="adam",
-        ),
-        dict(
-            input_kind="real",
-            input_size=8,
-            loss="mse",
-            layers=[_dense(128, "sigmoid"), {"type": "layer_norm"}, _dense(8)],
-            batch=77,
-            optimizer="sgd",
-        ),
-        dict(
-            input_kind="bits",
-            input_size=12,
-            loss="binary_crossentropy",
-            layers=[
-                _dense(200, "relu"),
-                {"type": "batch_norm"},
-                _dense(200, "softmax"),
-                _dense(12, "sigmoid"),
-            ],
-            batch=500,
-            optimizer="momentum",
-        ),
-        dict(
-            input_kind="one_hot",
-            input_size=64,
-            loss="categorical_crossentropy",
-            layers=[_dense(96, "tanh"), _dense(64, "softmax")],
-            batch=333,
-            optimizer="none",
-        ),
-        dict(
-            input_kind="index",
-            input_size=1,
-            loss="sparse_categorical_crossentropy",
-            layers=[
-                {"type": "embedding", "input_dim": 128, "output_dim": 8},
-                _dense(100, "relu"),
-                _dense(128, "softmax"),
-            ],
-            batch=2500,
-            optimizer="adam",
-        ),
-        dict(
-            input_kind="real",
-            input_size=32,
-            loss="mse",
-            layers=[
-                _dense(300),
-                {"type": "activation", "activation": "relu"},
-                _dense(300, "sigmoid"),
-                {"type": "layer_norm"},
-                _dense(32),
-            ],
-            batch=4096,
-            optimizer="adam",
-        ),
-        dict(
-            input_kind="real",
-            input_size=10,
-            loss="mse",
-            layers=[_dense(50, "softmax"), _dense(10)],
-            batch=3,
-            optimizer="sgd",
-        ),
-        dict(
-            input_kind="bits",
-            input_size=8,
-            loss="binary_crossentropy",
-            layers=[
-                _dense(1024, "relu"),
-                {"type": "batch_norm"},
-                _dense(1024, "relu"),
-                {"type": "batch_norm"},
-                _dense(8, "sigmoid"),
-            ],
-            batch=1200,
-            optimizer="adam",
-        ),
-        dict(
-            input_kind="real",
-            input_size=6,
-            loss="mse",
-            layers=[
-                _dense(64, "relu"),
-                _dense(8),
-                {"type": "power_norm"},
-                {"type": "complex_channel", "nr": 3, "uses": 2},
-                {"type": "gaussian_noise", "stddev": 0.2},
-                _dense(64, "relu"),
-                _dense(6),
-            ],
-            batch=640,
-            optimizer="momentum",
-        ),
-        dict(
-            input_kind="index",
-            input_size=1,
-            loss="sparse_categorical_crossentropy",
-            layers=[
-                {"type": "embedding", "input_dim": 1000, "output_dim": 16},
-                _dense(256, "tanh"),
-                _dense(1000, "softmax"),
-            ],
-            batch=4000,
-            optimizer="sgd",
-        ),
-        dict(
-            input_kind="bits",
-            input_size=20,
-            loss="binary_crossentropy",
-            layers=[_dense(2500, "relu"), _dense(20, "sigmoid")],
-            batch=50,
-            optimizer="none",
-        ),
-        dict(
-            input_kind="real",
-            input_size=4,
-            loss="mse",
-            layers=[_dense(4)],
-            batch=1,
-            optimizer="none",
-        ),
-        dict(
-            input_kind="one_hot",
-            input_size=32,
-            loss="categorical_crossentropy",
-            layers=[
-                _dense(512, "relu"),
-                {"type": "layer_norm"},
-                _dense(512, "sigmoid"),
-                _dense(32, "softmax"),
-            ],
-            batch=16,
-            optimizer="adam",
-            precision="mixed",
-        ),
-        dict(
-            input_kind="real",
-            input_size=16,
-            loss="mse",
-            layers=[_dense(64, "tanh"), _dense(16)],
-            batch=5000,
-            optimizer="none",
-            precision="mixed",
-        ),
-        dict(
-            input_kind="bits",
-            input_size=6,
-            loss="binary_crossentropy",
-            layers=[_dense(128, "relu"), {"type": "batch_norm"}, _dense(6, "sigmoid")],
-            batch=9,
-            optimizer="momentum",
-            precision="mixed",
-        ),
-        dict(
-            input_kind="index",
-            input_size=1,
-            loss="sparse_categorical_crossentropy",
-            layers=[
-                {"type": "embedding", "input_dim": 64, "output_dim": 4},
-                _dense(96, "relu"),
-                {"type": "layer_norm"},
-                _dense(64, "softmax"),
-            ],
-            batch=257,
-            optimizer="sgd",
-            precision="mixed",
-        ),
-        dict(
-            input_kind="one_hot",
-            input_size=24,
-            loss="mse",
-            layers=[_dense(48, "sigmoid"), _dense(24, "linear")],
-            batch=31,
-            optimizer="momentum",
-        ),
-        dict(
-            input_kind="real",
-            input_size=3,
-            loss="mse",
-            layers=[_dense(2048, "relu"), _dense(3)],
-            batch=100,
-            optimizer="momentum",
-        ),
-        dict(
-            input_kind="bits",
-            input_size=16,
-            loss="mse",
-            layers=[
-                _dense(32, "tanh"),
-                {"type": "batch_norm"},
-                _dense(32, "relu"),
-                {"type": "layer_norm"},
-                _dense(16),
-            ],
-            batch=1999,
-            optimizer="sgd",
-        ),
-        dict(
-            input_kind="one_hot",
-            input_size=128,
-            loss="categorical_crossentropy",
-            layers=[_dense(256, "sigmoid"), _dense(128, "softmax")],
-            batch=60,
-            optimizer="none",
-            precision="mixed",
-        ),
-        dict(
-            input_kind="index",
-            input_size=1,
-            loss="sparse_categorical_crossentropy",
-            layers=[
-                {"type": "embedding", "input_dim": 500, "output_dim": 12},
-                _dense(64),
-                {"type": "activation", "activation": "tanh"},
-                _dense(500, "softmax"),
-            ],
-            batch=7,
-            optimizer="momentum",
-        ),
-    ]
-    specs += [_model(**fields) for fields in generic]
+    for kind, size, loss, layers, batch, optimizer, *precision in GENERIC:
+        fields = dict(input_kind=kind, input_size=size, loss=loss, layers=_layers(layers))
+        fields |= dict(batch=batch, optimizer=optimizer)
+        specs.append(_model(**fields, **({"precision": precision[0]} if precision else {})))
     # the issue's off-the-grid reports, and a width beyond 2,048
     specs += [
         _family("bae", k=2, nt=2, batch=3, optimizer="sgd"),

@@ -29,14 +29,33 @@ def expand(spec: FamilySpec, *, decoder_blocks: int | None = None) -> ModelSpec:
     The model is a record (`estimator.records`): built here from a valid family, it needs
     no validation, and expanding needs no pydantic.
     """
-    s = message_size(spec)
     blocks = decoder_blocks or spec.decoder_blocks or TABLE1_DECODER_BLOCKS
-    encoder_activation: ActivationName = "tanh" if spec.family == "tanh-bae" else "relu"
-    symbols = 2 * spec.n * spec.nt
+    input_kind, input_size, encoder = _encoder(spec)
+    channel = [
+        record("ComplexChannel", nr=receive_antennas(spec), uses=spec.n, part="channel"),
+        record("GaussianNoise", part="channel"),
+    ]
+    loss, decoder = _decoder(spec, blocks)
+    model = record(
+        "ModelSpec",
+        input_kind=input_kind,
+        input_size=input_size,
+        layers=encoder + channel + decoder,
+        loss=loss,
+        batch=spec.batch,
+        precision=spec.precision,
+        optimizer=spec.optimizer,
+    )
+    return cast("ModelSpec", model)
 
+
+def _encoder(spec: FamilySpec) -> tuple[InputKind, int, list[Record]]:
+    """The transmitter: its input kind and size, and its layers up to the channel."""
+    s = message_size(spec)
+    activation: ActivationName = "tanh" if spec.family == "tanh-bae" else "relu"
+    symbols = 2 * spec.n * spec.nt
     layers: list[Record] = []
     input_kind: InputKind
-    loss: LossName
     if spec.family == "ae-embedding":
         input_kind, input_size = "index", 1
         layers.append(
@@ -47,8 +66,8 @@ def expand(spec: FamilySpec, *, decoder_blocks: int | None = None) -> ModelSpec:
     else:
         input_kind, input_size = "bits", s
     layers += [
-        record("Dense", units=spec.ht, activation=encoder_activation, part="encoder"),
-        record("Dense", units=spec.ht, activation=encoder_activation, part="encoder"),
+        record("Dense", units=spec.ht, activation=activation, part="encoder"),
+        record("Dense", units=spec.ht, activation=activation, part="encoder"),
     ]
     if spec.family == "tanh-bae":
         layers.append(record("Dense", units=symbols, activation="tanh", part="encoder"))
@@ -57,15 +76,19 @@ def expand(spec: FamilySpec, *, decoder_blocks: int | None = None) -> ModelSpec:
             record("Dense", units=symbols, activation="linear", part="encoder"),
             record("PowerNormalization", part="encoder"),
         ]
-    layers += [
-        record("ComplexChannel", nr=receive_antennas(spec), uses=spec.n, part="channel"),
-        record("GaussianNoise", part="channel"),
-    ]
+    return input_kind, input_size, layers
+
+
+def _decoder(spec: FamilySpec, blocks: int) -> tuple[LossName, list[Record]]:
+    """The receiver after the channel: `blocks` Dense+BN blocks and the output, and its loss."""
+    s = message_size(spec)
+    layers: list[Record] = []
     for _ in range(blocks):
         layers += [
             record("Dense", units=spec.hr, activation="relu", part="decoder"),
             record("BatchNormalization", part="decoder"),
         ]
+    loss: LossName
     if spec.family in ("ae", "ae-embedding"):
         layers.append(record("Dense", units=s, activation="softmax", part="decoder"))
         loss = (
@@ -76,17 +99,7 @@ def expand(spec: FamilySpec, *, decoder_blocks: int | None = None) -> ModelSpec:
     else:
         layers.append(record("Dense", units=s, activation="sigmoid", part="decoder"))
         loss = "binary_crossentropy"
-    model = record(
-        "ModelSpec",
-        input_kind=input_kind,
-        input_size=input_size,
-        layers=layers,
-        loss=loss,
-        batch=spec.batch,
-        precision=spec.precision,
-        optimizer=spec.optimizer,
-    )
-    return cast("ModelSpec", model)
+    return loss, layers
 
 
 # The two other seed papers' models, expanded straight into generic layer lists.

@@ -163,6 +163,15 @@ class FrameworkCostModel:
             float16_via_float32 = float16_matmul_in_float32()
         self.float16_via_float32 = float16_via_float32
 
+    def step_plan(self, model: ModelSpec, layers: list[ResolvedLayer]) -> StepPlan:
+        """The step as this host's TF runs it: grappler's rewrite, the float16 kernel path."""
+        rewritten = rewritten_batch_norm(model, layers, self.device_memory_limit)
+        return StepPlan(model, layers, rewritten, float16_via_float32=self.float16_via_float32)
+
+    def generate(self, model: ModelSpec, layers: list[ResolvedLayer]) -> Trace:
+        """The process's allocation sequence (what `simulate` replays)."""
+        return StepGenerator(self.step_plan(model, layers)).run()
+
     def rows(self, model: ModelSpec, layers: list[ResolvedLayer]) -> list[CostRow]:
         return self.bounded_rows(model, layers)[0]
 
@@ -170,8 +179,7 @@ class FrameworkCostModel:
         self, model: ModelSpec, layers: list[ResolvedLayer]
     ) -> tuple[list[CostRow], int]:
         """The rows alive at the simulated peak, and `upper_bound`."""
-        rewritten = rewritten_batch_norm(model, layers, self.device_memory_limit)
-        plan = StepPlan(model, layers, rewritten, float16_via_float32=self.float16_via_float32)
+        plan = self.step_plan(model, layers)
         trace = StepGenerator(plan).run()
         peak = simulate(trace)
         upper = upper_bound(plan, peak)

@@ -142,10 +142,14 @@ class StepPlan:
         """Sizes of the loss gradient's constant-folded tensors (read off traces): binary
         cross-entropy folds three prediction-sized ones (logistic_loss/zeros_like, truediv,
         logistic_loss/sub/Neg), categorical cross-entropy one batch x 1 (ExpandDims); the
-        other losses were not traced and get none."""
+        mean squared error one prediction-sized (the mean's gradient, 2 / N broadcast:
+        `mse/Mul`, alive at every step of generic real29 [d110sigm,layer_norm,d29line] B=333),
+        the other losses were not traced and get none."""
         batch = self.model.batch
         if self.model.loss == "binary_crossentropy":
             return [batch * self.layers[-1].out_features * FLOAT32] * 3
+        if self.model.loss == "mse":  # 2 / N broadcast to the prediction (mse/Mul)
+            return [batch * self.layers[-1].out_features * FLOAT32]
         if self.model.loss == "categorical_crossentropy":
             return [batch * FLOAT32]
         return []
@@ -164,7 +168,7 @@ class StepGenerator:
             "dense": self.matmul_backward,
             "embedding": self.matmul_backward,
             "batch_norm": self.norm_backward,
-            "layer_norm": self.norm_backward,
+            "layer_norm": self.any_layer_norm_backward,
         }
         self._reset_step()
 
@@ -172,10 +176,14 @@ class StepGenerator:
         self.outputs: list[int | None] = []  # each layer's output, kept for the backward
         self.kernels16: dict[int, int] = {}  # mixed: float16 casts of the kernels
         self.casts: dict[int, int] = {}  # mixed: normalisations' float32 input casts
+        self.scales: dict[int, int] = {}  # layer norms' per-sample scales (see forward)
         self.small: list[int] = []  # forward_small's tensors, kept to the end of the step
         self.early: dict[int, list[int | None]] = {}  # normalisation backward heads
         self.tmp_var: int | None = None  # grappler's temporary variable (rewritten AddN)
         self.late: list[int] = []  # default executor: buffers freed at the end of the step
+        self.deferred: list[tuple[int, int | None]] = []  # kernel gradients run at the end
+        self.finishing: list[tuple[int, int | None]] = []
+        self.late_gradients: list[int | None] = []  # read by deferred parameter gradients
 
     # -- the process -----------------------------------------------------------------
 
@@ -270,12 +278,17 @@ class StepGenerator:
         gradient = self.loss_gradient()
         last = len(p.layers) - 1
         for i in range(last, -1, -1):
-            if p.needs_output(i) or (i == last and not p.fused_softmax_loss):
+            if i == last and p.model.loss == "mse":
+                self.outputs[i] = None  # the prediction's buffer now holds the gradient
+            elif self.read_by_deferred(i + 1):
+                pass  # a deferred kernel gradient reads it: its gradient gets a new buffer
+            elif p.needs_output(i) or (i == last and not p.fused_softmax_loss):
                 t.free(self.outputs[i])  # read by its own gradient (in place into it)
                 self.outputs[i] = None
             rule = self._backward.get(p.layers[i].type, self.elementwise_backward)
             gradient = rule(i, gradient)
         self.release_gradient(gradient)
+        self.finish_deferred()
         for tensor in reversed(self.late):
             t.free(tensor)
         t.free(self.tmp_var)
@@ -285,6 +298,9 @@ class StepGenerator:
             t.free(tensor)
         for tensor in self.small:
             t.free(tensor)
+
+    def read_by_deferred(self, i: int) -> bool:
+        return any(layer == i for layer, _ in self.deferred)
 
     def forward(self, i: int) -> None:
         """A layer's output, kept for the backward pass (a Dense needs its input for the
@@ -303,11 +319,15 @@ class StepGenerator:
                 self.casts[i] = t.alloc(width_in * FLOAT32, row, "activations", True)
             t.free(t.alloc(width_in * FLOAT32, row, "ephemeral", True))  # squared difference
             self.small += self.forward_small(i)
+            if self.traced_layer_norm(i):  # rsqrt(variance) * gamma, read by the backward
+                self.scales[i] = t.alloc(width_in * FLOAT32, row, "activations", True)
             if p.mixed:
                 result = t.alloc(width_out * FLOAT32, row, "ephemeral", True)
         else:
             self.small += self.forward_small(i)
         self.outputs.append(t.alloc(p.out_bytes(i), row, "activations", True))
+        if self.traced_layer_norm(i):  # x * inv, summed into the output
+            t.free(t.alloc(width_in * FLOAT32, row, "ephemeral", True))
         t.free(result)
         if layer.type == "dense" and p.mixed:
             size = self.weights[i][0][0] // FLOAT32
@@ -325,6 +345,8 @@ class StepGenerator:
         if layer.type == "batch_norm":
             width = layer.out_features * FLOAT32
             return [t.alloc(width, row, "ephemeral") for _ in range(BATCH_NORM_STATISTICS)]
+        if layer.type == "layer_norm":  # per-sample mean, -mean and variance
+            return [t.alloc(p.model.batch * FLOAT32, row, "ephemeral", True) for _ in range(3)]
         if layer.type == "complex_channel":
             spec = layer.spec
             uses = getattr(spec, "uses", 1)
@@ -353,6 +375,13 @@ class StepGenerator:
             t.free(loss)
             return None
         prediction = p.model.batch * p.layers[-1].out_features * FLOAT32
+        if p.model.loss == "mse":
+            # Square's result is the only temporary; the gradient, (prediction - y) times
+            # the folded 2 / N, is written into the prediction's buffer, which stays to
+            # the last layer's kernel gradient (trace: generic real29 [d110sigm,
+            # layer_norm,d29line] B=333 sgd, `dense_2_1/BiasAdd` freed after MatMul_1)
+            t.free(t.alloc(prediction, row, "ephemeral", True))
+            return self.outputs[-1]
         for _ in range(LOSS_TEMPORARIES):
             t.free(t.alloc(prediction, row, "ephemeral", True))
         return t.alloc(prediction, row, "ephemeral", True)
@@ -366,10 +395,11 @@ class StepGenerator:
         if gradient != self.tmp_var and not (keep_late and gradient in self.late):
             self.t.free(gradient)
 
-    def release_input(self, i: int) -> None:
-        """The layer below's output, once the last reader of it has run."""
+    def release_input(self, i: int, pending: bool = False) -> None:
+        """The layer below's output, once the last reader of it has run (`pending`: a
+        deferred kernel gradient, which kept it whatever its own gradient needs)."""
         below = i - 1
-        if below >= 0 and not self.p.needs_output(below):
+        if below >= 0 and (pending or not self.p.needs_output(below)):
             self.t.free(self.outputs[below])
             self.outputs[below] = None
 
@@ -403,38 +433,72 @@ class StepGenerator:
         freed after the input gradient.
         """
         t, p = self.t, self.p
-        layer, row = p.layers[i], i + 1
         kernel_first = p.kernel_first(i)
-        batch = p.model.batch
-        size = self.weights[i][0][0] // FLOAT32
         dx = None
         if not kernel_first:
             dx = self.input_gradient(i)
             below = i - 1
             if below >= 0 and p.layers[below].type in NORMALISATIONS:
-                self.early[below] = self.norm_backward_head(below)
-        product = t.alloc(size * p.compute, row, "gradients")  # dy^T @ x
-        if p.mixed:
-            width_in, width_out = batch * layer.in_features, batch * layer.out_features
-            self.matmul16(row, (width_in, width_out, size), (True, True, False))
-        self.release_input(i)
-        if not kernel_first:
-            t.free(gradient)
-            gradient = None
-        kernel_gradient = product
-        if p.mixed:  # the float16 kernel gradient is cast to float32 for the update
-            kernel_gradient = t.alloc(size * FLOAT32, row, "gradients")
-            t.free(product)
-        copy = kernel_first and i > 0 and not p.mixed
-        old = self.update(i, 0, kernel_gradient, copy_variable=copy)
-        for n in range(1, len(self.weights[i])):
-            self.update(i, n, t.alloc(self.weights[i][n][0], row, "gradients"))
+                if self.traced_layer_norm(below) and self.defers_kernel_gradients:
+                    pass  # no kernel gradient to run between: layer_norm_backward does all
+                elif self.traced_layer_norm(below):
+                    self.early[below] = self.layer_norm_head(below)
+                else:
+                    self.early[below] = self.norm_backward_head(below)
+            if self.defers_kernel_gradients:
+                self.deferred.append((i, gradient))
+                return dx
+        old = self.kernel_gradient(i, None if kernel_first else gradient)
         if kernel_first:
             dx = self.input_gradient(i)
         t.free(old)
         if kernel_first:
             self.release_gradient(gradient)
         return dx
+
+    @property
+    def defers_kernel_gradients(self) -> bool:
+        """Without an optimizer nothing in the step reads a kernel gradient, and the
+        single-threaded executor's order (a reverse post-order of the step graph) puts
+        every Dense's kernel gradient after the whole backward pass below it: the layer's
+        input and incoming gradient live until then (trace: generic real29 [d110sigm,
+        layer_norm,d29line] mse B=333 none, dense_2's MatMul_1 after dense_0's MatMul)."""
+        p = self.p
+        return p.model.optimizer == "none" and p.model.loss == "mse" and not p.default_executor
+
+    def kernel_gradient(self, i: int, gradient: int | None) -> int | None:
+        """dy^T @ x and its update, then the bias's; the layer's input is released, and
+        `gradient` (the incoming one, when the input gradient has run) once read. Returns
+        the variable's old buffer when the update copied it (see update)."""
+        t, p = self.t, self.p
+        layer, row = p.layers[i], i + 1
+        size = self.weights[i][0][0] // FLOAT32
+        product = t.alloc(size * p.compute, row, "gradients")  # dy^T @ x
+        if p.mixed:
+            batch = p.model.batch
+            width_in, width_out = batch * layer.in_features, batch * layer.out_features
+            self.matmul16(row, (width_in, width_out, size), (True, True, False))
+        self.release_input(i, pending=(i, gradient) in self.finishing)
+        t.free(gradient)
+        kernel_gradient = product
+        if p.mixed:  # the float16 kernel gradient is cast to float32 for the update
+            kernel_gradient = t.alloc(size * FLOAT32, row, "gradients")
+            t.free(product)
+        copy = p.kernel_first(i) and i > 0 and not p.mixed
+        old = self.update(i, 0, kernel_gradient, copy_variable=copy)
+        for n in range(1, len(self.weights[i])):
+            self.update(i, n, t.alloc(self.weights[i][n][0], row, "gradients"))
+        return old
+
+    def finish_deferred(self) -> None:
+        """The deferred kernel gradients (defers_kernel_gradients), lowest layer first."""
+        self.finishing = sorted(self.deferred)
+        for n, (i, gradient) in enumerate(self.finishing):
+            self.t.free(self.kernel_gradient(i, gradient))
+            if n == 0:  # the layer norms' parameter gradients read them: run by now
+                for late in self.late_gradients:
+                    self.t.free(late)
+        self.deferred, self.finishing, self.late_gradients = [], [], []
 
     def norm_backward_head(self, i: int) -> list[int | None]:
         """A normalisation's first backward tensors: (mixed: the incoming gradient cast to
@@ -445,6 +509,87 @@ class StepGenerator:
         through = t.alloc(width, i + 1, "gradients", True)
         tile = t.alloc(width, i + 1, "ephemeral", True)
         return [cast, through, tile]
+
+    def any_layer_norm_backward(self, i: int, gradient: int | None) -> int | None:
+        if self.traced_layer_norm(i):
+            return self.layer_norm_backward(i, gradient)
+        return self.norm_backward(i, gradient)
+
+    def traced_layer_norm(self, i: int) -> bool:
+        """Whether layer i is a layer norm whose backward runs as traced in float32 on the
+        single-threaded executor (layer_norm_backward); other cases take norm_backward."""
+        p = self.p
+        return p.layers[i].type == "layer_norm" and not p.mixed and not p.default_executor
+
+    def layer_norm_head(self, i: int) -> list[int | None]:
+        """A layer norm's first backward tensors, run before the kernel gradient of the
+        Dense above: the gradient through -mean * inv (kept), then those through x * inv
+        and through inv, each reduced at once (trace: generic real29 [d110sigm,layer_norm,
+        d29line] mse B=333 sgd: mul_1/Mul_1, mul_2/Mul_1, mul/Mul_1)."""
+        t = self.t
+        width = self.p.model.batch * self.p.layers[i].in_features * FLOAT32
+        through = t.alloc(width, i + 1, "gradients", True)
+        for _ in range(2):
+            t.free(t.alloc(width, i + 1, "ephemeral", True))
+        return [None, through, None]
+
+    def layer_norm_backward(self, i: int, gradient: int | None) -> int | None:
+        """A layer norm after its head (layer_norm_head): the per-sample scale is released,
+        the moments' gradients Tile, Tile_1 and sub run, and Tile_1's buffer becomes the
+        input gradient (the three input gradients summed into it); then gamma's and beta's
+        gradients (same trace)."""
+        t, p = self.t, self.p
+        row = i + 1
+        width = p.model.batch * p.layers[i].in_features * FLOAT32
+        if self.defers_kernel_gradients:
+            return self.layer_norm_backward_alone(i, gradient)
+        if i in self.early:
+            through = self.early.pop(i)[1]
+        else:
+            through = t.alloc(width, row, "gradients", True)
+            for _ in range(2):
+                t.free(t.alloc(width, row, "ephemeral", True))
+        t.free(self.scales.pop(i, None))
+        tile = t.alloc(width, row, "ephemeral", True)
+        t.free(through)
+        summed = t.alloc(width, row, "gradients", True)  # Tile_1, then the input gradient
+        t.free(t.alloc(width, row, "ephemeral", True))  # sub
+        t.free(tile)
+        self.release_gradient(gradient, keep_late=False)
+        for n, (size, _) in enumerate(self.weights[i]):
+            self.update(i, n, t.alloc(size, row, "gradients"))
+        self.release_input(i)
+        if i > 0:
+            return summed
+        t.free(summed)
+        return None
+
+    def layer_norm_backward_alone(self, i: int, gradient: int | None) -> int | None:
+        """A layer norm's backward when no kernel gradient runs amid it (the executor's
+        order without an optimizer): Tile, then the gradient through -mean * inv (which
+        becomes the input gradient), those through x * inv and inv, Tile_1 and sub, all
+        alive at once (trace: generic real29 [d110sigm,layer_norm,d29line] mse B=333
+        none, its peak at sub)."""
+        t, p = self.t, self.p
+        row = i + 1
+        width = p.model.batch * p.layers[i].in_features * FLOAT32
+        tile = t.alloc(width, row, "ephemeral", True)
+        through = t.alloc(width, row, "gradients", True)
+        for _ in range(2):
+            t.free(t.alloc(width, row, "ephemeral", True))
+        tile_1 = t.alloc(width, row, "ephemeral", True)
+        t.free(t.alloc(width, row, "ephemeral", True))  # sub
+        t.free(tile)
+        t.free(self.scales.pop(i, None))
+        t.free(tile_1)
+        for n, (size, _) in enumerate(self.weights[i]):
+            self.update(i, n, t.alloc(size, row, "gradients"))
+        self.late_gradients.append(gradient)  # read by the deferred kernel gradient
+        self.release_input(i)
+        if i > 0:
+            return through
+        t.free(through)
+        return None
 
     def norm_backward(self, i: int, gradient: int | None) -> int | None:
         """Batch/layer norm: the gradient through the normalisation and the moments'
@@ -498,10 +643,18 @@ class StepGenerator:
             self.late.append(gradient)
         elif default:
             self.release_gradient(gradient, keep_late=False)
+        return self.norm_parameters_and_input_gradient(i, through)
+
+    def norm_parameters_and_input_gradient(self, i: int, through: int | None) -> int | None:
+        """The end of norm_backward: gamma's and beta's gradients and updates, then the
+        input gradient (`through`, cast to float16 when mixed) handed to the layer below."""
+        t, p = self.t, self.p
+        row = i + 1
         for n, (size, _) in enumerate(self.weights[i]):
             self.update(i, n, t.alloc(size, row, "gradients"))
         if p.mixed:  # the float16 input gradient; the float32 one is read by it only
-            dx16 = t.alloc(width // FLOAT32 * FLOAT16, row, "gradients", True) if i else None
+            width = p.model.batch * p.layers[i].in_features * FLOAT16
+            dx16 = t.alloc(width, row, "gradients", True) if i else None
             t.free(through)
             through = dx16
         self.release_input(i)

@@ -104,3 +104,13 @@ def test_measurements_list_filters_and_validates(client: Any) -> None:
     assert client.get("/v1/measurements", params={"status": "exploded"}).status_code == 422
     assert client.get("/v1/measurements", params={"family": "nope"}).status_code == 422
     assert client.get("/v1/measurements", params={"limit": 0}).status_code == 422
+
+
+def test_the_published_job_examples_are_accepted(client: Any) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/v1/jobs"]["post"]
+    examples = operation["requestBody"]["content"]["application/json"]["examples"]
+    assert set(examples) == {"tiny", "train"}
+    for name, example in examples.items():
+        response = _submit(client, example["value"])
+        assert response.status_code == 202, (name, response.text)
+        assert response.json()["kind"] == example["value"]["kind"]

@@ -11,28 +11,11 @@ import time
 from typing import Any
 
 import pytest
+from asgi_helpers import call, call_once, dense_model, gate_specs
 from fastapi.testclient import TestClient
 
 from app.core.config import Settings
 from app.main import create_app
-
-
-def _model(layers: int) -> dict[str, Any]:
-    return {
-        "input_kind": "one_hot",
-        "input_size": 16,
-        "layers": [{"type": "dense", "units": 32, "activation": "relu"}] * (layers - 1)
-        + [{"type": "dense", "units": 16, "activation": "softmax"}],
-        "loss": "categorical_crossentropy",
-    }
-
-
-def _family_specs(count: int, hr: int = 64) -> list[dict[str, Any]]:
-    # Distinct specs (no plan cached by an earlier request serves them).
-    return [
-        {"spec": {"family": "bae", "k": 4, "nt": 2 + i % 60, "hr": hr, "batch": 64 + i}}
-        for i in range(count)
-    ]
 
 
 @pytest.fixture
@@ -44,10 +27,10 @@ def settings(db_url: str, tmp_path: Any) -> Settings:
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_framework_work_past_the_budget_stops_midway(client: Any) -> None:
     start = time.perf_counter()
-    big = client.post("/v1/estimates", json={**_model(1024), "mode": "framework"})
+    big = client.post("/v1/estimates", json={**dense_model(1024), "mode": "framework"})
     one = time.perf_counter() - start
     search = client.post(
-        "/v1/max-batch", json={"vram": "80GiB", "spec": _model(512), "mode": "framework"}
+        "/v1/max-batch", json={"vram": "80GiB", "spec": dense_model(512), "mode": "framework"}
     )
     assert big.status_code == 200, big.text  # one 1024-layer estimate fits the default budget
     assert search.status_code == 422, search.text
@@ -56,7 +39,7 @@ def test_framework_work_past_the_budget_stops_midway(client: Any) -> None:
     assert "PHYMEM_FRAMEWORK_BUDGET_UNITS" in body["errors"][0]["message"]
     # The same search in paper mode is cheap and allowed.
     paper = client.post(
-        "/v1/max-batch", json={"vram": "80GiB", "spec": _model(256), "mode": "paper"}
+        "/v1/max-batch", json={"vram": "80GiB", "spec": dense_model(256), "mode": "paper"}
     )
     assert paper.status_code == 200, paper.text
     assert time.perf_counter() - start < 6 * one + 5  # the search stopped (in full: minutes)
@@ -70,13 +53,13 @@ def test_smaller_budget_stops_one_large_estimate_midway(db_url: str, tmp_path: A
     )
     with TestClient(app) as client:
         start = time.perf_counter()
-        refused = client.post("/v1/estimates", json={**_model(512), "mode": "framework"})
+        refused = client.post("/v1/estimates", json={**dense_model(512), "mode": "framework"})
         stopped_after = time.perf_counter() - start
-        allowed = client.post("/v1/estimates", json={**_model(64), "mode": "framework"})
+        allowed = client.post("/v1/estimates", json={**dense_model(64), "mode": "framework"})
     app_full = create_app(Settings(database_url=db_url, data_dir=tmp_path))
     with TestClient(app_full) as client:
         start = time.perf_counter()
-        full = client.post("/v1/estimates", json={**_model(512), "mode": "framework"})
+        full = client.post("/v1/estimates", json={**dense_model(512), "mode": "framework"})
         full_s = time.perf_counter() - start
     assert refused.status_code == 422, refused.text
     error = refused.json()["errors"][0]
@@ -91,7 +74,7 @@ def test_time_limit_stops_one_search_midway(db_url: str, tmp_path: Any) -> None:
     with TestClient(app) as client:
         start = time.perf_counter()
         response = client.post(
-            "/v1/max-batch", json={"vram": "80GiB", "spec": _model(300), "mode": "framework"}
+            "/v1/max-batch", json={"vram": "80GiB", "spec": dense_model(300), "mode": "framework"}
         )
         elapsed = time.perf_counter() - start
     assert response.status_code == 422, response.text
@@ -113,7 +96,7 @@ def test_time_limit_stops_a_gate_between_specs(db_url: str, tmp_path: Any) -> No
     with TestClient(app) as client:
         start = time.perf_counter()
         response = client.post(
-            "/v1/gate", json={"vram": "80GiB", "mode": "framework", "specs": _family_specs(1000)}
+            "/v1/gate", json={"vram": "80GiB", "mode": "framework", "specs": gate_specs(1000)}
         )
         elapsed = time.perf_counter() - start
     assert response.status_code == 422, response.text
@@ -125,76 +108,63 @@ def test_time_limit_stops_a_gate_between_specs(db_url: str, tmp_path: Any) -> No
 def test_work_stops_when_the_client_disconnects(app: Any) -> None:
     """Drive the ASGI app directly: the client sends its body, then disconnects."""
     bodies = [
-        json.dumps({"vram": "80GiB", "mode": "framework", "specs": _family_specs(200, hr)}).encode()
+        json.dumps({"vram": "80GiB", "mode": "framework", "specs": gate_specs(200, hr)}).encode()
         for hr in (64, 96)
     ]
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": "/v1/gate", "raw_path": b"/v1/gate", "query_string": b"",
-        "root_path": "", "headers": [(b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
-    }  # fmt: skip
-    sent: list[dict[str, Any]] = []
 
-    async def run(body: bytes, disconnect_after_s: float | None) -> float:
-        messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-        async def receive() -> dict[str, Any]:
-            if messages:
-                return messages.pop()
-            if disconnect_after_s is None:
-                await asyncio.sleep(3600)
-            await asyncio.sleep(disconnect_after_s or 0)
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        start = time.perf_counter()
-        await app(scope, receive, send)
-        return time.perf_counter() - start
-
-    async def both() -> tuple[float, float]:
+    async def both() -> tuple[tuple[list[Any], float], tuple[list[Any], float]]:
         async with app.router.lifespan_context(app):
-            full = await run(bodies[0], None)
-            status_full = sent[0]["status"]
-            sent.clear()
-            left = await run(bodies[1], 0.05)
-            assert status_full == 200, sent
-            return full, left
+            stayed = await call(app, "/v1/gate", bodies[0], None)
+            left = await call(app, "/v1/gate", bodies[1], 0.05)
+            return stayed, left
 
-    full, left = asyncio.run(both())
-    assert sent[0]["status"] == 499
+    (full_sent, full), (left_sent, left) = asyncio.run(both())
+    assert full_sent[0]["status"] == 200, full_sent
+    assert left_sent[0]["status"] == 499
     assert left < full / 3, (left, full)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_one_search_stops_when_the_client_disconnects(app: Any) -> None:
-    body = json.dumps({"vram": "80GiB", "mode": "framework", "spec": _model(300)}).encode()
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": "/v1/max-batch", "raw_path": b"/v1/max-batch",
-        "query_string": b"", "root_path": "", "headers": [(b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
-    }  # fmt: skip
-    sent: list[dict[str, Any]] = []
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop()
-        await asyncio.sleep(0.1)
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    async def run() -> float:
-        async with app.router.lifespan_context(app):
-            start = time.perf_counter()
-            await app(scope, receive, send)
-            return time.perf_counter() - start
-
-    elapsed = asyncio.run(run())
+    body = json.dumps({"vram": "80GiB", "mode": "framework", "spec": dense_model(300)}).encode()
+    sent, elapsed = call_once(app, "/v1/max-batch", body, 0.1)
     assert sent[0]["status"] == 499
     assert elapsed < 2.0  # one search of a 300-layer model runs for many seconds in full
+
+
+def _plan_cost(spec: dict[str, Any]) -> int:
+    """Units the engine charges to plan `spec` in framework mode (uncached)."""
+    from estimator.budget import Budget, bounded
+    from estimator.engine import plan
+    from estimator.spec import FamilySpec
+
+    with bounded(Budget()) as budget:
+        plan(FamilySpec(**spec), "framework")
+    assert budget is not None
+    return budget.spent
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_batch_curve_is_thinned_by_the_engine_budget_and_refused_past_it(
+    db_url: str, tmp_path: Any
+) -> None:
+    # hr 40: a spec no other test plans, so no cached plan makes a point free.
+    deep = {"family": "ae", "k": 1, "nt": 1, "decoder_blocks": 40, "hr": 40, "batch": 8}
+    batches = [1, 2, 4, 8, 16]
+    cost = {b: _plan_cost({**deep, "batch": b}) for b in batches}
+    body = {"spec": deep, "mode": "framework", "batches": batches}
+
+    def curve(units: int) -> Any:
+        settings = Settings(database_url=db_url, data_dir=tmp_path, framework_budget_units=units)
+        with TestClient(create_app(settings)) as client:
+            return client.post("/v1/batch-curve", json=body)
+
+    refused = curve(cost[16] // 2)  # the largest batch is planned first
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["errors"][0]
+    assert error["field"] == "spec" and "PHYMEM_FRAMEWORK_BUDGET_UNITS" in error["message"]
+    # Room for both ends, not for the midpoint planned next: an evenly thinned curve.
+    thinned = curve(cost[16] + cost[1] + cost[4] - 1)
+    assert thinned.status_code == 200, thinned.text
+    assert [p["batch"] for p in thinned.json()["points"]] == [1, 16]
+    assert thinned.json()["skipped"] == [2, 4, 8]

@@ -181,6 +181,61 @@ def test_a_traced_process_replays_exactly_through_the_framework_allocator(tmp_pa
     changed = [dict(event) for event in events]
     changed[10]["requested_bytes"] = int(changed[10]["requested_bytes"]) + 1
     assert first_divergence(events, changed) == 10
+    # `explain`: the traced peak's live chunks sum to the measured peak, and what is not
+    # matched by size on either side accounts for the gap between the two peaks
+    from profilers.allocator import parse_spec
+    from profilers.trace import explain, traced_live
+
+    peak, live = traced_live(data)
+    assert peak == data["measurement"]["peak_bytes"] == sum(held.chunk for held in live)
+    found = explain(data, parse_spec(spec.read_text()))
+    assert found.traced_peak == peak
+    assert "traced peak - modelled peak" in found.verdict()
+    unmatched = sum(h.chunk for h in found.traced_only) - sum(h.chunk for h in found.modelled_only)
+    slack = found.traced_slack - found.modelled_slack
+    matched_rounding = found.traced_peak - found.modelled_peak - unmatched
+    assert abs(matched_rounding) <= abs(slack) + 256 * len(live)
+
+
+def test_explain_matches_the_two_peaks_by_size() -> None:
+    """A synthetic trace: what TF holds beyond the model's live set is listed, by op."""
+    from profilers.allocator import parse_spec
+    from profilers.trace import explain, modelled_live
+
+    spec = parse_spec(
+        '{"input_kind": "real", "input_size": 4, "batch": 8, "loss": "mse", '
+        '"optimizer": "sgd", "layers": [{"type": "dense", "units": 4, "activation": "linear"}]}'
+    )
+    _, modelled = modelled_live(spec)
+    events = []
+    for n, held in enumerate(modelled):
+        events.append(
+            {
+                "kind": "alloc",
+                "addr": n,
+                "requested_bytes": held.requested,
+                "allocation_bytes": held.chunk,
+                "tf_op": "phymem_1/dense_0_1/MatMul",
+            }
+        )
+    extra = {
+        "kind": "alloc",
+        "addr": 10**6,
+        "requested_bytes": 5000,
+        "allocation_bytes": 5120,
+        "tf_op": "gradient_tape/phymem_1/dense_0_1/Something",
+    }
+    events.append(extra)
+    total = 0
+    for event in events:
+        total += event["allocation_bytes"]
+        event["bytes_allocated"] = total
+    found = explain({"events": events, "measurement": {"peak_bytes": total}}, spec)
+    assert [(h.requested, h.source) for h in found.traced_only] == [
+        (5000, "grad:dense_0_1/Something")
+    ]
+    assert found.modelled_only == []
+    assert found.traced_peak - sum(h.chunk for h in modelled) == 5120
 
 
 def test_a_crashed_child_is_oom_only_by_its_signal_or_exception_type() -> None:

@@ -4,25 +4,17 @@ or spec, then a summary; the stream's work stops when its client goes away."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from typing import Any
 
 import pytest
+from asgi_helpers import ACCEPT_NDJSON, CONTENT_JSON, call_once, dense_model, gate_specs
 from fastapi.testclient import TestClient
 
 from app.core.config import Settings
 from app.main import create_app
 
 NDJSON = {"Accept": "application/x-ndjson"}
-
-
-def _gate_specs(count: int, hr: int = 64) -> list[dict[str, Any]]:
-    return [
-        {"spec": {"family": "bae", "k": 4, "nt": 2 + i % 60, "hr": hr, "batch": 64 + i}}
-        for i in range(count)
-    ]
 
 
 @pytest.fixture
@@ -34,7 +26,7 @@ def small_client(db_url: str, tmp_path: Any) -> Any:
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_a_large_gate_is_refused_as_one_body_and_streamed_when_asked(small_client: Any) -> None:
-    body = {"vram": "24GiB", "mode": "framework", "specs": _gate_specs(12)}
+    body = {"vram": "24GiB", "mode": "framework", "specs": gate_specs(12)}
     refused = small_client.post("/v1/gate", json=body)
     assert refused.status_code == 422, refused.text
     error = refused.json()["errors"][0]
@@ -93,40 +85,9 @@ def test_a_large_sweep_streams_its_cells(small_client: Any) -> None:
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_a_stream_stops_when_the_client_goes_away(app: Any) -> None:
-    dense = {"type": "dense", "units": 32, "activation": "relu"}
-    model = {
-        "input_kind": "one_hot",
-        "input_size": 16,
-        "layers": [dense] * 63 + [{"type": "dense", "units": 16, "activation": "softmax"}],
-        "loss": "categorical_crossentropy",
-    }
-    specs = [{"spec": {**model, "batch": 64 + i}} for i in range(150)]  # seconds in all
+    specs = [{"spec": {**dense_model(64), "batch": 64 + i}} for i in range(150)]  # seconds
     body = json.dumps({"vram": "80GiB", "mode": "framework", "specs": specs}).encode()
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": "/v1/gate", "raw_path": b"/v1/gate", "query_string": b"",
-        "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
-        "headers": [(b"content-type", b"application/json"), (b"accept", b"application/x-ndjson")],
-    }  # fmt: skip
-    sent: list[dict[str, Any]] = []
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop()
-        await asyncio.sleep(0.3)
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    async def run() -> float:
-        async with app.router.lifespan_context(app):
-            start = time.perf_counter()
-            await app(scope, receive, send)
-            return time.perf_counter() - start
-
-    elapsed = asyncio.run(run())
+    sent, elapsed = call_once(app, "/v1/gate", body, 0.3, CONTENT_JSON, ACCEPT_NDJSON)
     lines = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     assert sent[0]["status"] == 200
     assert 0 < lines.count(b"\n") < 150  # some verdicts went out, not all

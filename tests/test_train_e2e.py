@@ -17,17 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from worker_helpers import (
-    Proc,
-    base_env,
-    free_port,
-    http,
-    migrate,
-    phymem,
-    wait_http,
-    wait_job,
-    worker_command,
-)
+import worker_helpers
+from worker_helpers import base_env, running_service
 
 pytest.importorskip("ray")
 pytest.importorskip("tensorflow")
@@ -48,43 +39,21 @@ TRAIN = {
 EVALUATE = {"ebn0_db": "0:4:2", "target_errors": 50, "max_bits": 20_000}
 
 
-class Service:
-    def __init__(self, base: str, root: Path, procs: list[Proc]) -> None:
-        self.base, self.root, self.procs = base, root, procs
-
-    def submit(self, body: dict[str, Any]) -> Any:
-        status, _, job = http("POST", f"{self.base}/v1/jobs", body, {"X-API-Key": API_KEY})
+class Service(worker_helpers.Service):
+    def submit(self, body: dict[str, Any]) -> Any:  # type: ignore[override]
+        status, _, job = super().submit(body)
         assert status == 202, job
         return job
 
-    def get(self, path: str) -> Any:
-        status, _, body = http("GET", f"{self.base}{path}")
-        assert status == 200, (path, body)
-        return body
-
-    def wait(self, job_id: int) -> Any:
-        return wait_job(self.base, job_id, self.procs, timeout_s=400)
+    def wait(self, job_id: int, timeout_s: float = 400.0) -> Any:
+        return super().wait(job_id, timeout_s)
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    root: Path = tmp_path_factory.mktemp("train-e2e")
-    db_url = f"sqlite:///{root / 'phymem.db'}"
-    migrate(db_url)
-    port = free_port()
-    env = base_env(PHYMEM_DATABASE_URL=db_url, PHYMEM_API_KEY=API_KEY, PHYMEM_DATA_DIR=str(root))
-    procs: list[Proc] = []
-    try:
-        api = Proc("api", phymem("serve", "--port", str(port), "--no-access-log"), env, root)
-        procs.append(api)
-        worker_env = {**env, "PHYMEM_WORKER_POLL_S": "0.3"}
-        procs.append(Proc("worker", worker_command("--num-cpus", "2"), worker_env, root))
-        base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/health", api)
-        yield Service(base, root, procs)
-    finally:
-        for proc in reversed(procs):
-            proc.stop()
+    root = tmp_path_factory.mktemp("train-e2e")
+    with running_service(root, API_KEY, kind=Service) as running:
+        yield running  # type: ignore[misc]
 
 
 def _weights(path: Path) -> dict[str, Any]:
@@ -228,25 +197,12 @@ def _raw(url: str) -> tuple[int, dict[str, str], bytes]:
 
 def test_train_submit_waits_with_progress_and_prints_json(service: Service) -> None:
     import json
-    import subprocess
-    import sys
 
-    from worker_helpers import REPO
-
-    command = [sys.executable, "-m", "app.cli", "train", "--family", "bae", "--k", "2"]
+    command = ["train", "--family", "bae", "--k", "2"]
     command += ["--nt", "2", "--ht", "16", "--hr", "32", "--batch", "32", "--steps", "60"]
     command += ["--channel", "rayleigh", "--train-ebn0", "5,10", "--eval-ebn0", "0:2:2"]
     command += ["--target-errors", "20", "--max-bits", "4000", "--baselines", "mmse"]
-    command += ["--submit", "--wait", "--json", "--url", service.base]
-    done = subprocess.run(
-        command,
-        cwd=REPO,
-        env=base_env(PHYMEM_API_KEY=API_KEY),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = service.submit_cli("app.cli", *command, timeout_s=300)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout)
     assert out["status"] == "ok" and out["job_status"] == "succeeded"

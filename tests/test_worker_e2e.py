@@ -8,8 +8,6 @@ pair comes back from GET /v1/measurements.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 from worker_helpers import (
@@ -17,14 +15,14 @@ from worker_helpers import (
     OOM_SPEC,
     TINY_SPEC,
     Proc,
+    Service,
     base_env,
     free_port,
     http,
     migrate,
     phymem,
+    running_service,
     wait_http,
-    wait_job,
-    worker_command,
 )
 
 pytest.importorskip("ray")
@@ -34,43 +32,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.tensorflow, pytest.mark.timeout(300)
 API_KEY = "test-key-0123456789"
 
 
-class Service:
-    def __init__(self, base: str, db_url: str, procs: list[Proc]) -> None:
-        self.base = base
-        self.db_url = db_url
-        self.procs = procs
-
-    def submit(self, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
-        return http("POST", f"{self.base}/v1/jobs", body, {"X-API-Key": API_KEY})
-
-    def wait(self, job_id: int, timeout_s: float = 150.0) -> Any:
-        return wait_job(self.base, job_id, self.procs, timeout_s)
-
-
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    root: Path = tmp_path_factory.mktemp("e2e")
-    db_url = f"sqlite:///{root / 'phymem.db'}"
-    migrate(db_url)
-    port = free_port()
-    env = base_env(PHYMEM_DATABASE_URL=db_url, PHYMEM_API_KEY=API_KEY, PHYMEM_DATA_DIR=str(root))
-    procs: list[Proc] = []
-    try:
-        api = Proc("api", phymem("serve", "--port", str(port), "--no-access-log"), env, root)
-        procs.append(api)
-        worker_env = {
-            **env,
-            "PHYMEM_WORKER_FAULT_INJECTION": "1",
-            "PHYMEM_WORKER_POLL_S": "0.3",
-            "PHYMEM_WORKER_MAX_RETRIES": "2",
-        }
-        procs.append(Proc("worker", worker_command("--num-cpus", "2"), worker_env, root))
-        base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/health", api)
-        yield Service(base, db_url, procs)
-    finally:
-        for proc in reversed(procs):
-            proc.stop()
+    faults = {"PHYMEM_WORKER_FAULT_INJECTION": "1", "PHYMEM_WORKER_MAX_RETRIES": "2"}
+    with running_service(tmp_path_factory.mktemp("e2e"), API_KEY, faults) as running:
+        yield running
 
 
 def test_profile_job_end_to_end(service: Service) -> None:
@@ -164,37 +130,18 @@ def test_job_whose_process_always_dies_fails_after_bounded_retries(service: Serv
 
 def test_profile_submit_waits_for_the_workers_result(service: Service) -> None:
     import json
-    import subprocess
-    import sys
 
-    from worker_helpers import REPO, base_env
-
-    command = [sys.executable, "-m", "app.cli_worker", "profile", "--family", "bae"]
-    command += ["--k", "2", "--nt", "2", "--ht", "16", "--hr", "32", "--batch", "32"]
-    command += ["--steps", "1", "--submit", "--wait", "--json", "--url", service.base]
-    done = subprocess.run(
-        command,
-        cwd=REPO,
-        env=base_env(PHYMEM_API_KEY=API_KEY),
-        capture_output=True,
-        text=True,
-        timeout=150,
-        check=False,
-    )
+    args = ["profile", "--family", "bae", "--k", "2", "--nt", "2", "--ht", "16", "--hr", "32"]
+    args += ["--batch", "32", "--steps", "1"]
+    done = service.submit_cli("app.cli_worker", *args, timeout_s=150)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["status"] == "ok" and result["job_status"] == "succeeded"
     assert result["measured_bytes"] > 0 and result["estimate_bytes"] > 0
     assert result["device"] == "cpu" and "error_pct" in result
 
-    wrong = subprocess.run(
-        [*command[:-2], "--url", service.base, "--api-key", "wrong"],
-        cwd=REPO,
-        env=base_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    wrong = service.submit_cli(
+        "app.cli_worker", *args, "--api-key", "wrong", timeout_s=60, env=base_env()
     )
     assert wrong.returncode == 2 and "HTTP 401" in wrong.stderr, wrong.stderr
 

@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +132,65 @@ def migrate(url: str) -> None:
     from app.db.migrate import upgrade
 
     upgrade(url)
+
+
+class Service:
+    """An API server and one `phymem worker` on a SQLite file under `root` (end-to-end tests)."""
+
+    def __init__(self, base: str, root: Path, procs: list[Proc], api_key: str) -> None:
+        self.base, self.root, self.procs, self.api_key = base, root, procs, api_key
+        self.db_url = f"sqlite:///{root / 'phymem.db'}"
+
+    def submit(self, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+        return http("POST", f"{self.base}/v1/jobs", body, {"X-API-Key": self.api_key})
+
+    def get(self, path: str) -> Any:
+        status, _, body = http("GET", f"{self.base}{path}")
+        assert status == 200, (path, body)
+        return body
+
+    def wait(self, job_id: int, timeout_s: float = 150.0) -> Any:
+        return wait_job(self.base, job_id, self.procs, timeout_s)
+
+    def submit_cli(
+        self, module: str, *args: str, timeout_s: float, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """`python -m MODULE ARGS --submit --wait --json --url` this service, with its API key
+        in PHYMEM_API_KEY unless `env` replaces the environment."""
+        command = [sys.executable, "-m", module, *args, "--submit", "--wait", "--json"]
+        return subprocess.run(
+            [*command, "--url", self.base],
+            cwd=REPO,
+            env=base_env(PHYMEM_API_KEY=self.api_key) if env is None else env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+
+
+@contextlib.contextmanager
+def running_service(
+    root: Path,
+    api_key: str,
+    worker_env: dict[str, str] | None = None,
+    kind: type[Service] = Service,
+) -> Iterator[Service]:
+    """Migrate a SQLite file under `root`, start the API and a worker (2 CPUs, polling the
+    queue every 0.3 s, `worker_env` on top), yield them as `kind`, stop both after."""
+    db_url = f"sqlite:///{root / 'phymem.db'}"
+    migrate(db_url)
+    port = free_port()
+    env = base_env(PHYMEM_DATABASE_URL=db_url, PHYMEM_API_KEY=api_key, PHYMEM_DATA_DIR=str(root))
+    procs: list[Proc] = []
+    try:
+        api = Proc("api", phymem("serve", "--port", str(port), "--no-access-log"), env, root)
+        procs.append(api)
+        worker = {**env, "PHYMEM_WORKER_POLL_S": "0.3", **(worker_env or {})}
+        procs.append(Proc("worker", worker_command("--num-cpus", "2"), worker, root))
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/health", api)
+        yield kind(base, root, procs, api_key)
+    finally:
+        for proc in reversed(procs):
+            proc.stop()

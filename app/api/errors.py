@@ -6,7 +6,7 @@ import logging
 import re
 import typing
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -145,78 +145,91 @@ def validation_errors(errors: Sequence[Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def install(app: FastAPI) -> None:
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        rows = validation_errors(exc.errors())
-        detail = "; ".join(f"{f or 'body'}: {m}" for f, m in rows[:5]) or "invalid request"
-        return problem_response(request, HTTP_422_UNPROCESSABLE_CONTENT, detail, rows)
+async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    rows = validation_errors(exc.errors())
+    detail = "; ".join(f"{f or 'body'}: {m}" for f, m in rows[:5]) or "invalid request"
+    return problem_response(request, HTTP_422_UNPROCESSABLE_CONTENT, detail, rows)
 
-    @app.exception_handler(ProblemError)
-    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
-        return problem_response(request, exc.status, exc.detail, exc.errors or None, exc.title)
 
-    @app.exception_handler(DomainError)
-    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
-        if isinstance(exc, Unavailable):
-            return problem_response(
-                request,
-                503,
-                exc.message,
-                headers={"Retry-After": str(exc.retry_after_s)},
-                extra={"dependency": exc.dependency},
-            )
-        if isinstance(exc, RateLimited):
-            return problem_response(
-                request, 429, exc.message, headers={"Retry-After": str(exc.retry_after_s)}
-            )
-        problem = domain_problem(exc)
-        if problem is None:
-            return await _unexpected(request, exc)
-        return problem_response(
-            request, problem.status, problem.detail, problem.errors or None, problem.title
-        )
+async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+    return problem_response(request, exc.status, exc.detail, exc.errors or None, exc.title)
 
-    @app.exception_handler(ClientDisconnected)
-    async def _gone(request: Request, exc: ClientDisconnected) -> JSONResponse:
-        log.info("client left %s %s; its computation stopped", request.method, request.url.path)
-        return problem_response(request, 499, "client closed the request", title="Client Closed")
 
-    @app.exception_handler(sa_exc.SQLAlchemyError)
-    async def _database(request: Request, exc: sa_exc.SQLAlchemyError) -> JSONResponse:
-        if not isinstance(exc, DATABASE_UNAVAILABLE):
-            return await _unexpected(request, exc)
-        reason = str(exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc).splitlines()
-        log.warning(
-            "database unavailable on %s %s: %s", request.method, request.url.path, reason[:1]
-        )
+async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+    if isinstance(exc, Unavailable):
         return problem_response(
             request,
             503,
-            f"the database is unavailable ({type(exc).__name__}); retry shortly",
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-            extra={"dependency": "database"},
+            exc.message,
+            headers={"Retry-After": str(exc.retry_after_s)},
+            extra={"dependency": exc.dependency},
         )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        detail = exc.detail if isinstance(exc.detail, str) else None
-        return problem_response(request, exc.status_code, detail, None, None, exc.headers)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        incident = uuid.uuid4().hex[:16]
-        log.error(
-            "internal error %s on %s %s",
-            incident,
-            request.method,
-            request.url.path,
-            exc_info=(type(exc), exc, exc.__traceback__),
-        )
+    if isinstance(exc, RateLimited):
         return problem_response(
-            request,
-            500,
-            f"internal error {incident}; the server log has its traceback",
-            headers={"X-Correlation-Id": incident},
-            extra={"correlation_id": incident},
+            request, 429, exc.message, headers={"Retry-After": str(exc.retry_after_s)}
         )
+    problem = domain_problem(exc)
+    if problem is None:
+        return await _unexpected(request, exc)
+    return problem_response(
+        request, problem.status, problem.detail, problem.errors or None, problem.title
+    )
+
+
+async def _gone(request: Request, exc: ClientDisconnected) -> JSONResponse:
+    log.info("client left %s %s; its computation stopped", request.method, request.url.path)
+    return problem_response(request, 499, "client closed the request", title="Client Closed")
+
+
+async def _database(request: Request, exc: sa_exc.SQLAlchemyError) -> JSONResponse:
+    if not isinstance(exc, DATABASE_UNAVAILABLE):
+        return await _unexpected(request, exc)
+    reason = str(exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc).splitlines()
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, reason[:1])
+    return problem_response(
+        request,
+        503,
+        f"the database is unavailable ({type(exc).__name__}); retry shortly",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+        extra={"dependency": "database"},
+    )
+
+
+async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    return problem_response(request, exc.status_code, detail, None, None, exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    incident = uuid.uuid4().hex[:16]
+    log.error(
+        "internal error %s on %s %s",
+        incident,
+        request.method,
+        request.url.path,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
+    return problem_response(
+        request,
+        500,
+        f"internal error {incident}; the server log has its traceback",
+        headers={"X-Correlation-Id": incident},
+        extra={"correlation_id": incident},
+    )
+
+
+_HANDLERS: tuple[tuple[type[Exception], Callable[[Request, Any], Awaitable[JSONResponse]]], ...] = (
+    (RequestValidationError, _validation),
+    (ProblemError, _problem),
+    (DomainError, _domain),
+    (ClientDisconnected, _gone),
+    (sa_exc.SQLAlchemyError, _database),
+    (StarletteHTTPException, _http),
+    (Exception, _unexpected),
+)
+
+
+def install(app: FastAPI) -> None:
+    """Every error the API answers becomes problem+json (RFC 9457) from one handler each."""
+    for exception, handler in _HANDLERS:
+        app.add_exception_handler(exception, handler)

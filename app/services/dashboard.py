@@ -7,6 +7,7 @@ measurements are stored; the same functions back the JSON endpoints and the page
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 from statistics import median
@@ -22,10 +23,11 @@ from app.db.models import Job, utcnow
 from app.db.models import Measurement as MeasurementRow
 from app.db.models import Spec as SpecRow
 from app.services import calibration, jobs
-from app.services.estimates import engine_call, totals, where_spec
+from app.services.estimates import engine_call, totals
+from app.services.filters import where_given, where_spec
 from estimator.engine import ENGINE_VERSION, Mode, cached_plan
+from estimator.errors import BudgetExceeded, NotFound
 from estimator.errors import InvalidInput as invalid
-from estimator.errors import NotFound
 from estimator.spec import AnySpec
 from estimator.units import error_pct
 
@@ -126,30 +128,49 @@ def measurement_summary(
     quantity: str = "training_peak",
 ) -> dict[str, Any]:
     """Pair counts by status, |error| median and max, for one filter of the pairs of one
-    quantity (a model size compares `estimated_value` with `measured_value`).
-
-    Counts are grouped in SQL. The error of each successful pair is computed in SQL too,
-    in doubles (exact for byte counts below 2^53, i.e. any memory that was measured);
-    the rare pair whose stored decimal is too long for a double is computed exactly here.
-    """
+    quantity (a model size compares `estimated_value` with `measured_value`)."""
 
     def narrowed(query: Any) -> Any:
         query = query.join(EstimateRow, MeasurementRow.estimate_id == EstimateRow.id)
-        query = query.where(MeasurementRow.quantity == quantity)
         if family is not None:
             query = query.join(SpecRow, EstimateRow.spec_id == SpecRow.id)
             query = where_spec(query, family=family, k=None, nt=None)
-        if device is not None:
-            query = query.where(MeasurementRow.device == device)
-        if mode is not None:
-            query = query.where(EstimateRow.mode == mode)
-        return query
+        return where_given(
+            query,
+            (MeasurementRow.device, device),
+            (EstimateRow.mode, mode),
+            (MeasurementRow.quantity, quantity),
+        )
 
     by_status = {"ok": 0, "oom": 0, "failed": 0}
     counts = narrowed(select(MeasurementRow.status, func.count()))
     for status, count in session.execute(counts.group_by(MeasurementRow.status)):
         by_status[status] = int(count)
+    errors = _pair_errors(session, narrowed, quantity)
+    absolute = [abs(error) for error in errors]
+    return {
+        "device": device,
+        "family": family,
+        "mode": mode,
+        "quantity": quantity,
+        "count": sum(by_status.values()),
+        "by_status": by_status,
+        "errors": len(errors),
+        "median_abs_error_pct": round(median(absolute), 3) if absolute else None,
+        "max_abs_error_pct": round(max(absolute), 3) if absolute else None,
+        "histogram": _histogram(errors),
+    }
 
+
+def _pair_errors(
+    session: Session, narrowed: Callable[[Any], Any], quantity: str = "training_peak"
+) -> list[float]:
+    """The signed error (%) of each successful pair the filter `narrowed` keeps.
+
+    Computed in SQL, in doubles (exact for byte counts below 2^53, i.e. any memory that
+    was measured); the rare pair whose stored decimal is too long for a double is
+    computed exactly here.
+    """
     estimate_text: Any = EstimateRow.total_bytes
     measured_text: Any = MeasurementRow.measured_peak_bytes
     if quantity != "training_peak":
@@ -171,26 +192,18 @@ def measurement_summary(
     )
     errors = [float(error) for error in session.scalars(in_sql)]
     exact = narrowed(select(estimate_text, measured_text).where(measured_pairs & ~fits_double))
-    errors += [error_pct(int(est), int(meas)) for est, meas in session.execute(exact)]
-    absolute = [abs(error) for error in errors]
+    return errors + [error_pct(int(est), int(meas)) for est, meas in session.execute(exact)]
+
+
+def _histogram(errors: list[float]) -> list[dict[str, Any]]:
+    """Counts of the signed errors in 5-point bins, lowest bin first."""
     histogram: dict[str, int] = {}
     for error in errors:
-        low = int(error // 5) * 5  # 5-point bins of the signed error
+        low = int(error // 5) * 5
         key = f"{low}..{low + 5}"
         histogram[key] = histogram.get(key, 0) + 1
     ordered = sorted(histogram.items(), key=lambda item: int(item[0].split("..")[0]))
-    return {
-        "device": device,
-        "family": family,
-        "mode": mode,
-        "quantity": quantity,
-        "count": sum(by_status.values()),
-        "by_status": by_status,
-        "errors": len(errors),
-        "median_abs_error_pct": round(median(absolute), 3) if absolute else None,
-        "max_abs_error_pct": round(max(absolute), 3) if absolute else None,
-        "histogram": [{"bin_pct": key, "count": count} for key, count in ordered],
-    }
+    return [{"bin_pct": key, "count": count} for key, count in ordered]
 
 
 def majority_mode(session: Session, device: str) -> str | None:
@@ -225,44 +238,54 @@ def fitted_calibration(session: Session, device: str, mode: Mode) -> dict[str, A
 MAX_FRAMEWORK_CURVE_POINTS = 32
 
 
-# A framework-mode point replans the whole model: a request replans at most this many
-# layer rows in all (a few seconds at most), so a deep model gets a thinner curve.
-CURVE_BUDGET_ROWS = 1000
-
-
-def _spread(count: int, keep: int) -> list[int]:
-    """`keep` indices spread evenly over range(count), both ends included."""
-    if keep >= count:
-        return list(range(count))
-    if keep == 1:
-        return [count - 1]
-    return sorted({round(i * (count - 1) / (keep - 1)) for i in range(keep)})
+def _coarse_to_fine(count: int) -> list[int]:
+    """range(count) with both ends first, then the midpoints of ever finer gaps."""
+    order = [count - 1, 0][: min(count, 2)]
+    gaps = [(0, count - 1)]
+    while gaps:
+        finer = []
+        for low, high in gaps:
+            if high - low > 1:
+                middle = (low + high) // 2
+                order.append(middle)
+                finer += [(low, middle), (middle, high)]
+        gaps = finer
+    return order
 
 
 def batch_curve(spec: AnySpec, mode: Mode, batches: list[int]) -> dict[str, Any]:
     """Totals of one spec at several batch sizes (the spec's own plan, any spec kind).
 
     Batch-invariant modes (paper) share one plan; the framework mode plans each batch
-    anew, so beyond CURVE_BUDGET_ROWS the batches are thinned evenly and the ones left
-    out are listed under `skipped`.
+    anew, charging the request's engine budget (estimator.budget, set from
+    PHYMEM_FRAMEWORK_BUDGET_UNITS). The batches are planned coarse to fine (both ends,
+    then midpoints), so when the budget runs out the curve is thinned evenly and the
+    batches left out are listed under `skipped`; a first plan past the budget is refused.
     """
     limit = MAX_FRAMEWORK_CURVE_POINTS if mode == "framework" else MAX_CURVE_POINTS
     if len(batches) > limit:
         raise invalid("batches", f"at most {limit} batch sizes in {mode} mode")
     ordered = sorted(set(batches))
 
-    def run() -> tuple[list[dict[str, Any]], list[int]]:
-        last = ordered[-1]
-        plan = cached_plan(spec.model_copy(update={"batch": last}), mode)
-        keep = len(ordered)
-        if not plan.batch_invariant:
-            keep = max(1, CURVE_BUDGET_ROWS // max(1, len(plan.rows)))
-        chosen = [ordered[i] for i in _spread(len(ordered), keep)]
-        points = [{"batch": b, **totals(plan.total_bytes(b))} for b in chosen]
-        return points, [b for b in ordered if b not in set(chosen)]
+    def run() -> dict[int, dict[str, Any]]:
+        points: dict[int, dict[str, Any]] = {}
+        for batch in (ordered[i] for i in _coarse_to_fine(len(ordered))):
+            try:
+                plan = cached_plan(spec.model_copy(update={"batch": batch}), mode)
+            except BudgetExceeded:
+                if not points:
+                    raise
+                break
+            points[batch] = {"batch": batch, **totals(plan.total_bytes(batch))}
+        return points
 
-    points, skipped = engine_call(mode, run, field="spec")
-    return {"mode": mode, "engine_version": ENGINE_VERSION, "points": points, "skipped": skipped}
+    points = engine_call(mode, run, field="spec")
+    return {
+        "mode": mode,
+        "engine_version": ENGINE_VERSION,
+        "points": [points[b] for b in ordered if b in points],
+        "skipped": [b for b in ordered if b not in points],
+    }
 
 
 def parse_spec_text(text: str) -> dict[str, Any]:

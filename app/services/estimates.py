@@ -6,10 +6,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import CursorResult, Select, bindparam, delete, func, select
+from sqlalchemy import CursorResult, bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -18,6 +18,7 @@ from app.db.models import Measurement as MeasurementRow
 from app.db.models import Spec as SpecRow
 from app.db.models import utcnow
 from app.db.session import begin_write, release
+from app.services.filters import where_given, where_spec
 from estimator.engine import ENGINE_VERSION, Estimate, Mode, estimate
 from estimator.errors import InvalidInput, NotFound
 from estimator.spec import AnySpec, FamilySpec, ModelSpec, canonical_json
@@ -221,20 +222,6 @@ def get(session: Session, estimate_id: int) -> StoredEstimate:
     return _record(found, computed=False)
 
 
-_Query = TypeVar("_Query", bound="Select[*tuple[Any, ...]]")
-
-
-def where_spec(query: _Query, *, family: str | None, k: int | None, nt: int | None) -> _Query:
-    """Narrow a query joined to the specs table by family, k and N_T (None: any)."""
-    if family is not None:
-        query = query.where(SpecRow.family == family)
-    if k is not None:
-        query = query.where(SpecRow.k == k)
-    if nt is not None:
-        query = query.where(SpecRow.nt == nt)
-    return query
-
-
 def search(
     session: Session,
     *,
@@ -247,8 +234,7 @@ def search(
 ) -> list[dict[str, Any]]:
     query = select(EstimateRow, SpecRow).join(SpecRow, EstimateRow.spec_id == SpecRow.id)
     query = where_spec(query, family=family, k=k, nt=nt)
-    if mode is not None:
-        query = query.where(EstimateRow.mode == mode)
+    query = where_given(query, (EstimateRow.mode, mode))
     query = query.order_by(EstimateRow.id).limit(limit).offset(offset)
     items = []
     row: EstimateRow

@@ -17,6 +17,7 @@ from app.db.models import Job, utcnow
 from app.db.models import Spec as SpecRow
 from app.db.session import begin_write
 from app.services import estimates
+from app.services.filters import where_given
 from estimator.errors import NotFound
 from estimator.spec import AnySpec
 
@@ -113,11 +114,7 @@ def view(session: Session, job: Job) -> dict[str, Any]:
 def search(
     session: Session, *, status: str | None, kind: str | None, limit: int, offset: int
 ) -> list[Job]:
-    query = select(Job)
-    if status is not None:
-        query = query.where(Job.status == status)
-    if kind is not None:
-        query = query.where(Job.kind == kind)
+    query = where_given(select(Job), (Job.status, status), (Job.kind, kind))
     return list(session.scalars(query.order_by(Job.id).limit(limit).offset(offset)))
 
 

@@ -19,7 +19,7 @@ from app.db.models import Estimate as EstimateRow
 from app.db.models import Measurement as MeasurementRow
 from app.db.models import Spec as SpecRow
 from app.db.models import utcnow
-from app.services import estimates
+from app.services.filters import where_given, where_spec
 from estimator.units import reported_error_pct
 
 UNITS = {"training_peak": "bytes", "model_size": "bytes", "latency": "us"}
@@ -127,16 +127,15 @@ def list_measurements(
         .join(EstimateRow, MeasurementRow.estimate_id == EstimateRow.id)
         .join(SpecRow, EstimateRow.spec_id == SpecRow.id)
     )
-    query = estimates.where_spec(query, family=family, k=k, nt=nt)
-    for column, wanted in (
+    query = where_spec(query, family=family, k=k, nt=nt)
+    query = where_given(
+        query,
         (MeasurementRow.status, status),
         (MeasurementRow.device, device),
         (MeasurementRow.job_id, job_id),
         (EstimateRow.mode, mode),
         (MeasurementRow.quantity, quantity),
-    ):
-        if wanted is not None:
-            query = query.where(column == wanted)
+    )
     query = query.order_by(MeasurementRow.id).limit(limit).offset(offset)
     return [_item(*row) for row in session.execute(query)]
 

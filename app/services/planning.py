@@ -133,6 +133,17 @@ def verdict_calibration(device: str | None, mode: Mode) -> Calibration | None:
     return device_calibration(device, mode)
 
 
+def _memory_target(
+    session: Session, device: str | None, vram: str | None, mode: Mode
+) -> tuple[str | None, int, Calibration | None]:
+    """The device name, its bytes and its calibration; the session's reads end here (the
+    computation that follows holds no connection)."""
+    name, vram_bytes = resolve_memory(session, device, vram)
+    calibrated = verdict_calibration(name, mode)
+    release(session)
+    return name, vram_bytes, calibrated
+
+
 def _verdict(
     index: int,
     label: str | None,
@@ -174,9 +185,7 @@ def gate(
     mode: Mode,
     basis: Basis = "upper",
 ) -> dict[str, Any]:
-    name, vram_bytes = resolve_memory(session, device, vram)
-    calibrated = verdict_calibration(name, mode)
-    release(session)
+    name, vram_bytes, calibrated = _memory_target(session, device, vram, mode)
     verdicts = []
     for index, (label, spec) in enumerate(specs):
         check_budget()
@@ -202,9 +211,7 @@ def stream_gate(
 ) -> Iterator[bytes]:
     """The gate as NDJSON: a verdict line per spec (each under its own budget; a refused
     spec is an error line), then a summary whose `fits` is true only if every spec fits."""
-    name, vram_bytes = resolve_memory(session, device, vram)
-    calibrated = verdict_calibration(name, mode)
-    release(session)
+    name, vram_bytes, calibrated = _memory_target(session, device, vram, mode)
 
     def line(index: int, item: tuple[str | None, AnySpec]) -> dict[str, Any]:
         return {"index": index, **_verdict(index, *item, vram_bytes, mode, calibrated, basis)}
@@ -232,9 +239,7 @@ def largest_batch(
     mode: Mode,
     basis: Basis = "upper",
 ) -> dict[str, Any]:
-    name, vram_bytes = resolve_memory(session, device, vram)
-    calibrated = verdict_calibration(name, mode)
-    release(session)
+    name, vram_bytes, calibrated = _memory_target(session, device, vram, mode)
     batch: int = engine_call(
         mode, max_batch, spec, vram_bytes, mode, basis, calibrated, field="spec"
     )

@@ -33,6 +33,14 @@ DEVICES = [
 
 
 def upgrade() -> None:
+    _create_devices()
+    _create_specs()
+    _create_estimates()
+    _create_jobs()
+    _create_measurements()
+
+
+def _create_devices() -> None:
     devices = op.create_table(
         "devices",
         sa.Column("name", sa.String(length=64), nullable=False),
@@ -48,6 +56,9 @@ def upgrade() -> None:
             for name, label, size in DEVICES
         ],
     )
+
+
+def _create_specs() -> None:
     op.create_table(
         "specs",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -65,6 +76,8 @@ def upgrade() -> None:
     with op.batch_alter_table("specs", schema=None) as batch_op:
         batch_op.create_index("ix_specs_family_k_nt", ["family", "k", "nt"], unique=False)
 
+
+def _create_estimates() -> None:
     op.create_table(
         "estimates",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -84,6 +97,9 @@ def upgrade() -> None:
             "spec_id", "mode", "engine_version", name="uq_estimates_spec_mode_engine"
         ),
     )
+
+
+def _create_jobs() -> None:
     op.create_table(
         "jobs",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -117,6 +133,8 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_jobs_spec_id"), ["spec_id"], unique=False)
         batch_op.create_index("ix_jobs_status_created_at", ["status", "created_at"], unique=False)
 
+
+def _create_measurements() -> None:
     op.create_table(
         "measurements",
         sa.Column("id", sa.Integer(), nullable=False),

@@ -12,12 +12,13 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response
 from fastapi.responses import FileResponse
 
 from app.api.deps import JobRateLimit, ReleasingRoute, SessionDep, SettingsDep
 from app.api.errors import ProblemError, invalid
 from app.api.schemas import (
+    JOB_EXAMPLES,
     MAX_ID,
     BerOut,
     EvaluateParams,
@@ -76,7 +77,7 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     responses=AUTH_RESPONSES | RATE_LIMITED,
 )
 def create_job(
-    request: JobRequest,
+    request: Annotated[JobRequest, Body(openapi_examples=JOB_EXAMPLES)],
     _: ApiKey,
     __: JobRateLimit,
     session: SessionDep,
