@@ -29,7 +29,7 @@ def validation_message(error: Exception) -> str:
     parts = []
     for item in error.errors():
         location = item["loc"]
-        if location and location[0] in ("family", "model"):
+        if location and location[0] in ("family", "model", *SEED_PAPER_FAMILIES):
             location = location[1:]
         field = ".".join(str(part) for part in location)
         message = item["msg"].removeprefix("Value error, ")
@@ -106,31 +106,17 @@ SEED_PAPER_FAMILIES = ("csinet", "detnet")
 
 
 def seed_paper_model(data: dict[str, Any], label: str) -> ModelSpec:
-    """CsiNet (`gamma`) or DetNet (`nt` = K, `nr` = N, `layers` = L) as its layer list."""
-    from estimator.families import DETNET_LAYERS, csinet, detnet
+    """CsiNet (`gamma`) or DetNet (`nt` = K, `nr` = N, `layers` = L) as its layer list,
+    read by the pydantic spec the API reads them with (estimator.spec.SeedFamilySpec)."""
+    from pydantic import TypeAdapter, ValidationError
 
-    fields = dict(data)
-    family = fields.pop("family")
-    allowed = {"csinet": {"gamma", "batch", "optimizer"}}.get(
-        family, {"nt", "nr", "layers", "batch", "optimizer"}
-    )
-    unknown = sorted(set(fields) - allowed)
-    if unknown:
-        raise UsageError(f"{label}: {unknown[0]}: not a field of family {family}")
-    training = {key: fields[key] for key in ("batch", "optimizer") if key in fields}
+    from estimator.spec import SeedFamilySpec
+
     try:
-        if family == "csinet":
-            if "gamma" not in fields:
-                raise ValueError("gamma: required for csinet (1/4, 1/16, 1/32 or 1/64)")
-            return csinet(str(fields["gamma"]), **training)
-        return detnet(
-            int(fields.get("nt", 20)),
-            int(fields.get("nr", 30)),
-            int(fields.get("layers", DETNET_LAYERS)),
-            **training,
-        )
-    except ValueError as error:
-        raise UsageError(f"{label}: {error}") from None
+        spec = TypeAdapter(SeedFamilySpec).validate_python(data)
+    except ValidationError as error:
+        raise UsageError(f"{label}: {validation_message(error)}") from None
+    return spec.expand()
 
 
 def build_spec(path: Path | None, flags: dict[str, Any]) -> FamilySpec | ModelSpec:

@@ -210,14 +210,25 @@ def check_traced(model: ModelSpec, mode: Mode) -> None:
         return
     untraced = [(i, layer.type) for i, layer in enumerate(model.layers)]
     untraced = [(i, kind) for i, kind in untraced if kind in UNTRACED_LAYER_TYPES]
+    # A seed family (csinet, detnet) was written without layers or a loss: blame the mode.
+    family = getattr(model, "seed_family", "")
     if untraced:
         kinds = ", ".join(dict.fromkeys(kind for _, kind in untraced))
+        if family:
+            raise InvalidSpec(
+                "mode",
+                f"framework mode has no traced model of {family}'s layers ({kinds}) yet; "
+                "use mode 'paper'",
+            )
         raise InvalidSpec(
             f"layers[{untraced[0][0]}] ({untraced[0][1]})",
             f"framework mode has no traced model of {kinds} yet; use --mode paper",
         )
     if model.loss == "detnet":
-        raise InvalidSpec("loss", "framework mode has no traced model of the detnet loss yet")
+        raise InvalidSpec(
+            "mode" if family else "loss",
+            "framework mode has no traced model of the detnet loss yet; use mode 'paper'",
+        )
 
 
 def plan(spec: FamilySpec | ModelSpec, mode: Mode = DEFAULT_MODE) -> Plan:

@@ -10,8 +10,18 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    TypeAdapter,
+    model_validator,
+)
 
+from estimator.families import csinet, detnet
 from estimator.layers import resolve
 from estimator.records import SCHEMA_PATH
 from estimator.records import canonical_json as canonical_json
@@ -247,6 +257,72 @@ Spec = Annotated[
 ]
 
 AnySpec = FamilySpec | ModelSpec
+
+
+# --- The two other seed papers' models as families -------------------------------------
+# CsiNet and DetNet are fixed architectures with a few knobs; each expands into its layer
+# list (estimator.families), which is what the engine, the builders and the database see.
+
+SeedFamilyName = Literal["csinet", "detnet"]
+SEED_FAMILIES: tuple[SeedFamilyName, ...] = ("csinet", "detnet")
+CsiNetGamma = Literal["1/4", "1/16", "1/32", "1/64"]
+
+
+class FamilyModelSpec(ModelSpec):
+    """The layer list a seed family expands to, remembering the family (`seed_family`) so
+    a refusal can name what the caller wrote. The family is not part of the spec's JSON:
+    the same layers posted as a list are the same spec and the same stored record."""
+
+    _seed_family: str = PrivateAttr(default="")
+
+    @property
+    def seed_family(self) -> str:
+        return self._seed_family
+
+
+class _SeedFamily(_Training):
+    family: SeedFamilyName
+
+    def _layers(self) -> ModelSpec:
+        raise NotImplementedError
+
+    def expand(self) -> FamilyModelSpec:
+        """The family's layer list as a validated spec (training fields carried over)."""
+        data = self._layers().model_dump() | {"precision": self.precision}
+        model = FamilyModelSpec.model_validate(data)
+        model._seed_family = self.family
+        return model
+
+
+class CsiNetSpec(_SeedFamily):
+    """CsiNet for massive-MIMO CSI feedback: a 2x32x32 channel compressed to M = 2048 x
+    gamma codewords and rebuilt by two RefineNet blocks; MSE loss."""
+
+    family: Literal["csinet"]
+    gamma: CsiNetGamma = Field(description="Compression ratio: M = 2048 x gamma codewords.")
+    batch: PositiveInt = Field(default=200, description="Training batch size.")
+
+    def _layers(self) -> ModelSpec:
+        return csinet(self.gamma, batch=self.batch, optimizer=self.optimizer)
+
+
+class DetNetSpec(_SeedFamily):
+    """DetNet, a MIMO detector unfolded into `layers` iterations for K = `nt` transmitters
+    and N = `nr` receivers (BPSK), hidden sizes z = 8K and v = 2K; the paper's loss."""
+
+    family: Literal["detnet"]
+    nt: int = Field(default=20, ge=1, le=1024, description="Transmitters K.")
+    nr: int = Field(
+        default=30, ge=1, le=MAX_DIMENSION, description="Receivers N (preprocessing only)."
+    )
+    layers: int = Field(default=90, ge=1, le=MAX_LAYERS, description="Unfolded layers L.")
+    batch: PositiveInt = Field(default=5000, description="Training batch size.")
+
+    def _layers(self) -> ModelSpec:
+        return detnet(self.nt, self.nr, self.layers, batch=self.batch, optimizer=self.optimizer)
+
+
+SeedFamilySpec = Annotated[CsiNetSpec | DetNetSpec, Field(discriminator="family")]
 
 
 def write_schema() -> None:

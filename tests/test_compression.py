@@ -235,10 +235,13 @@ def test_cli_estimate_adds_params_sizes_and_flops() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--family", "csinet", "--gamma", "1/4"], "framework mode has no traced model of"),
-        (["--family", "csinet", "--gamma", "1/8", "--mode", "paper"], "gamma: '1/8'"),
-        (["--family", "detnet", "--layers", "0", "--mode", "paper"], "layers: must be"),
-        (["--family", "csinet", "--gamma", "1/4", "--k", "2", "--mode", "paper"], "k: not a field"),
+        (["--family", "csinet", "--gamma", "1/4"], "mode: framework mode has no traced model"),
+        (["--family", "csinet", "--gamma", "1/8", "--mode", "paper"], "gamma: Input should be"),
+        (["--family", "detnet", "--layers", "0", "--mode", "paper"], "layers: Input should be"),
+        (
+            ["--family", "csinet", "--gamma", "1/4", "--k", "2", "--mode", "paper"],
+            "k: Extra inputs",
+        ),
     ],
 )
 def test_cli_refusals_exit_2_naming_the_field(args: list[str], message: str) -> None:

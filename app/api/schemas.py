@@ -6,20 +6,38 @@ import math
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+)
 
-from app.core.statuses import JobStatus
+from app.core.statuses import JobStatus, MeasurementQuantity
 from app.worker.resources import CLASS_PATTERN
 from estimator.calibration import Calibration
 from estimator.engine import DEFAULT_MODE, Breakdown, LayerEstimate, Mode
 from estimator.gate import DEFAULT_BASIS, Basis
-from estimator.spec import PRINTABLE, FamilySpec, ModelSpec
+from estimator.spec import (
+    PRINTABLE,
+    SEED_FAMILIES,
+    CsiNetSpec,
+    DetNetSpec,
+    FamilyModelSpec,
+    FamilySpec,
+    ModelSpec,
+    SeedFamilySpec,
+)
 from estimator.sweep import Grid
 
 # Tags of the spec unions below; error locations drop them (see app/api/errors.py).
 FAMILY_TAG = "family-spec"
 MODEL_TAG = "model-spec"
-UNION_TAGS = frozenset({FAMILY_TAG, MODEL_TAG})
+SEED_TAG = "seed-family-spec"  # csinet, detnet: the inner union's tags are the family names
+UNION_TAGS = frozenset({FAMILY_TAG, MODEL_TAG, SEED_TAG, *SEED_FAMILIES})
 MAX_GATE_SPECS = 1000
 MAX_ID = 2**31 - 1
 DeviceField = Field(
@@ -44,9 +62,12 @@ def _strip(cls: type[_S], request: BaseModel) -> _S:
     return cls.model_construct(_fields_set=request.model_fields_set & set(values), **values)
 
 
-def pure(spec: FamilySpec | ModelSpec) -> FamilySpec | ModelSpec:
-    """The estimator's own spec class (what canonical_json and spec_hash expect)."""
-    if type(spec) in (FamilySpec, ModelSpec):
+def pure(spec: FamilySpec | ModelSpec | CsiNetSpec | DetNetSpec) -> FamilySpec | ModelSpec:
+    """The estimator's own spec class (what canonical_json and spec_hash expect); a seed
+    family (already expanded when read from a request) as its layer list."""
+    if isinstance(spec, CsiNetSpec | DetNetSpec):
+        return spec.expand()
+    if type(spec) in (FamilySpec, ModelSpec, FamilyModelSpec):
         return spec
     if isinstance(spec, FamilySpec):
         return _strip(FamilySpec, spec)
@@ -55,12 +76,24 @@ def pure(spec: FamilySpec | ModelSpec) -> FamilySpec | ModelSpec:
 
 def _spec_kind(value: Any) -> str:
     if isinstance(value, dict):
-        return FAMILY_TAG if "family" in value else MODEL_TAG
+        if "family" not in value:
+            return MODEL_TAG
+        return SEED_TAG if value["family"] in SEED_FAMILIES else FAMILY_TAG
+    if isinstance(value, CsiNetSpec | DetNetSpec):
+        return SEED_TAG
     return FAMILY_TAG if isinstance(value, FamilySpec) else MODEL_TAG
 
 
+def _expand(spec: CsiNetSpec | DetNetSpec) -> FamilyModelSpec:
+    return spec.expand()
+
+
+# A spec inside a request: one of the paper's autoencoder families, CsiNet or DetNet by
+# their knobs (expanded to their layer lists as they are read), or a generic layer list.
 ApiSpec = Annotated[
-    Annotated[FamilySpec, Tag(FAMILY_TAG)] | Annotated[ModelSpec, Tag(MODEL_TAG)],
+    Annotated[FamilySpec, Tag(FAMILY_TAG)]
+    | Annotated[SeedFamilySpec, AfterValidator(_expand), Tag(SEED_TAG)]
+    | Annotated[ModelSpec, Tag(MODEL_TAG)],
     Discriminator(_spec_kind),
 ]
 
@@ -85,8 +118,33 @@ class ModelEstimateRequest(ModelSpec):
         return _strip(ModelSpec, self)
 
 
+class CsiNetEstimateRequest(CsiNetSpec):
+    """CsiNet by its compression ratio, and the mode to estimate it in."""
+
+    mode: Mode = ModeField
+    device: str | None = DeviceField
+
+    def spec(self) -> FamilyModelSpec:
+        return self.expand()
+
+
+class DetNetEstimateRequest(DetNetSpec):
+    """DetNet by its size (K, N, layers), and the mode to estimate it in."""
+
+    mode: Mode = ModeField
+    device: str | None = DeviceField
+
+    def spec(self) -> FamilyModelSpec:
+        return self.expand()
+
+
 EstimateRequest = Annotated[
     Annotated[FamilyEstimateRequest, Tag(FAMILY_TAG)]
+    | Annotated[
+        CsiNetEstimateRequest | DetNetEstimateRequest,
+        Field(discriminator="family"),
+        Tag(SEED_TAG),
+    ]
     | Annotated[ModelEstimateRequest, Tag(MODEL_TAG)],
     Discriminator(_spec_kind),
 ]
@@ -99,6 +157,14 @@ ESTIMATE_EXAMPLES: dict[str, Any] = {
     "bae": {
         "summary": "BAE, k=8, N_T=64",
         "value": {"family": "bae", "k": 8, "nt": 64, "mode": "paper"},
+    },
+    "csinet": {
+        "summary": "CsiNet, gamma = 1/16 (paper mode: framework mode has no conv traces yet)",
+        "value": {"family": "csinet", "gamma": "1/16", "mode": "paper"},
+    },
+    "detnet": {
+        "summary": "DetNet, K=20, N=30, 50 layers",
+        "value": {"family": "detnet", "layers": 50, "mode": "paper"},
     },
     "model": {
         "summary": "A generic sequential model",
@@ -612,11 +678,28 @@ class MeasurementOut(BaseModel):
     estimate_bytes: int
     breakdown: dict[str, int] = Field(description="The estimate's bytes by category.")
     measured_bytes: int | None
-    error_pct: float | None
+    error_pct: float | None = Field(
+        description="(estimated - measured) / measured x 100 for this quantity; null "
+        "without both values."
+    )
     step_time_s: float | None
     nvml_peak_bytes: int | None
     framework_versions: dict[str, Any]
     created_at: datetime
+    quantity: MeasurementQuantity = Field(
+        description="What was measured: 'training_peak' (allocator peak, bytes), "
+        "'model_size' (a TFLite file, bytes) or 'latency' (LiteRT, microseconds)."
+    )
+    unit: Literal["bytes", "us"]
+    estimated_value: int | float | None = Field(
+        description="The estimate this measurement tests, in `unit`: the estimate's total "
+        "for a training peak, the recipe's stored bytes for a model size; null for latency "
+        "(no latency model)."
+    )
+    measured_value: int | float | None = Field(description="The measured value, in `unit`.")
+    detail: dict[str, Any] = Field(
+        description="A size's or latency's recipe: the file, gzip or not, the delegate."
+    )
 
 
 class MeasurementList(BaseModel):

@@ -125,26 +125,34 @@ def measurement_summary(
     device: str | None,
     family: str | None = None,
     mode: str | None = None,
+    quantity: str = "training_peak",
 ) -> dict[str, Any]:
-    """Pair counts by status, |error| median and max, for one filter of the pairs."""
+    """Pair counts by status, |error| median and max, for one filter of the pairs of one
+    quantity (a model size compares `estimated_value` with `measured_value`)."""
 
     def narrowed(query: Any) -> Any:
         query = query.join(EstimateRow, MeasurementRow.estimate_id == EstimateRow.id)
         if family is not None:
             query = query.join(SpecRow, EstimateRow.spec_id == SpecRow.id)
             query = where_spec(query, family=family, k=None, nt=None)
-        return where_given(query, (MeasurementRow.device, device), (EstimateRow.mode, mode))
+        return where_given(
+            query,
+            (MeasurementRow.device, device),
+            (EstimateRow.mode, mode),
+            (MeasurementRow.quantity, quantity),
+        )
 
     by_status = {"ok": 0, "oom": 0, "failed": 0}
     counts = narrowed(select(MeasurementRow.status, func.count()))
     for status, count in session.execute(counts.group_by(MeasurementRow.status)):
         by_status[status] = int(count)
-    errors = _pair_errors(session, narrowed)
+    errors = _pair_errors(session, narrowed, quantity)
     absolute = [abs(error) for error in errors]
     return {
         "device": device,
         "family": family,
         "mode": mode,
+        "quantity": quantity,
         "count": sum(by_status.values()),
         "by_status": by_status,
         "errors": len(errors),
@@ -154,16 +162,24 @@ def measurement_summary(
     }
 
 
-def _pair_errors(session: Session, narrowed: Callable[[Any], Any]) -> list[float]:
+def _pair_errors(
+    session: Session, narrowed: Callable[[Any], Any], quantity: str = "training_peak"
+) -> list[float]:
     """The signed error (%) of each successful pair the filter `narrowed` keeps.
 
     Computed in SQL, in doubles (exact for byte counts below 2^53, i.e. any memory that
     was measured); the rare pair whose stored decimal is too long for a double is
     computed exactly here.
     """
-    estimate_text, measured_text = EstimateRow.total_bytes, MeasurementRow.measured_peak_bytes
+    estimate_text: Any = EstimateRow.total_bytes
+    measured_text: Any = MeasurementRow.measured_peak_bytes
+    if quantity != "training_peak":
+        estimate_text, measured_text = MeasurementRow.estimated_value, MeasurementRow.measured_value
     measured_pairs = (
-        (MeasurementRow.status == "ok") & measured_text.is_not(None) & (measured_text != "0")
+        (MeasurementRow.status == "ok")
+        & estimate_text.is_not(None)
+        & measured_text.is_not(None)
+        & (measured_text != "0")
     )
     fits_double = (func.length(estimate_text) <= _DOUBLE_DIGITS) & (
         func.length(measured_text) <= _DOUBLE_DIGITS

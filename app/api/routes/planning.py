@@ -112,7 +112,7 @@ def create_max_batch(
     session: SessionDep,
 ) -> Any:
     return planning.largest_batch(
-        session, request.spec, request.device, request.vram, request.mode, request.basis
+        session, pure(request.spec), request.device, request.vram, request.mode, request.basis
     )
 
 
