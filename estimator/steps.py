@@ -39,6 +39,7 @@ MEASURED_STEPS = 2  # steps after the warm-up whose largest peak is reported
 OUTPUT_NEEDING = ("relu", "sigmoid", "tanh", "softmax")  # gradients that read the output
 NORMALISATIONS = ("batch_norm", "layer_norm")
 MATMULS = ("dense", "embedding")  # layers whose kernel gradient is a MatMul
+UNIFORM_KERNELS = (*MATMULS, "conv2d")  # kernels drawn by Keras' glorot_uniform
 GRAPH_SMALL_CONSTANTS = 35  # the step graph's small constants (traced bae/ae graphs: 35-37)
 VARIABLE_HANDLE_BYTES = 200  # a resource handle (VarHandleOp's output), one per variable
 
@@ -80,10 +81,14 @@ def variables(layer: ResolvedLayer) -> tuple[list[int], list[int]]:
         return ([*sizes, spec.units]) if spec.use_bias else sizes, []
     if spec.type == "embedding":
         return [spec.input_dim * spec.output_dim], []
-    if spec.type == "batch_norm":
-        return [layer.out_features] * 2, [layer.out_features] * 2
+    channels = layer.out_shape[-1] if layer.out_shape else layer.out_features
+    if spec.type == "batch_norm":  # per channel (the last axis), as Keras
+        return [channels] * 2, [channels] * 2
     if spec.type == "layer_norm":
-        return [layer.out_features] * 2, []
+        return [channels] * 2, []
+    if spec.type == "conv2d":  # kernel (k x k x channels in x filters), bias
+        sizes = [spec.kernel * spec.kernel * layer.in_shape[-1] * spec.filters]
+        return ([*sizes, spec.filters]) if spec.use_bias else sizes, []
     return [], []
 
 
@@ -214,7 +219,7 @@ class StepGenerator:
             row = []
             for n, size in enumerate(trainable + frozen):
                 nbytes = size * FLOAT32
-                if n == 0 and layer.type in MATMULS:
+                if n == 0 and layer.type in UNIFORM_KERNELS:
                     sample = t.alloc(nbytes, i + 1, "ephemeral")
                     scaled = t.alloc(nbytes, i + 1, "ephemeral")
                     variable = t.alloc(nbytes, i + 1, "weights")
