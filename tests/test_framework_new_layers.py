@@ -22,11 +22,11 @@ from estimator.steps import StepPlan, Trace
 from profilers.trace import replay
 
 TRACE = Path(__file__).parent / "data" / "trace_conv_leaky_sgd_b16.json"
-RESHAPE = {"type": "reshape", "target": [16, 16, 4]}
-CONV = {"type": "conv2d", "filters": 8, "kernel": 3}
-CONV4 = {"type": "conv2d", "filters": 4, "kernel": 3}
-FLATTEN = {"type": "flatten"}
-DENSE = {"type": "dense", "units": 64}
+RESHAPE: dict[str, Any] = {"type": "reshape", "target": [16, 16, 4]}
+CONV: dict[str, Any] = {"type": "conv2d", "filters": 8, "kernel": 3}
+CONV4: dict[str, Any] = {"type": "conv2d", "filters": 4, "kernel": 3}
+FLATTEN: dict[str, Any] = {"type": "flatten"}
+DENSE: dict[str, Any] = {"type": "dense", "units": 64}
 
 
 def _model(layers: list[dict[str, Any]], **extra: Any) -> ModelSpec:
@@ -97,7 +97,7 @@ def test_leaky_relu_keeps_one_output_and_its_gradient_allocates_nothing() -> Non
 
 
 def test_a_residual_sum_allocates_nothing() -> None:
-    inner = [CONV, {"type": "batch_norm"}, CONV4]
+    inner: list[dict[str, Any]] = [CONV, {"type": "batch_norm"}, CONV4]
     plain = _last_step(_generated(_model([RESHAPE, *inner, FLATTEN, DENSE])), 1)
     block = {"type": "residual", "layers": inner}
     summed = _last_step(_generated(_model([RESHAPE, block, FLATTEN, DENSE])), 1)
