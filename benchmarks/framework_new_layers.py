@@ -45,81 +45,87 @@ def _conv(filters: int, **extra: Any) -> dict[str, Any]:
     return {"type": "conv2d", "filters": filters, "kernel": 3, **extra}
 
 
-def configs() -> list[tuple[str, ModelSpec]]:
-    """CsiNet as the issue lists it, then single-layer-type generic specs."""
+def _csinet() -> list[tuple[str, ModelSpec]]:
     found: list[tuple[str, ModelSpec]] = []
     for gamma in ("1/4", "1/16"):
         for batch in (1, 32, 200):
             spec = ModelSpec.model_validate_json(canonical_json(csinet(gamma, batch=batch)))
             found.append((f"csinet gamma={gamma} B={batch}", spec))
-    reshape = {"type": "reshape", "target": [16, 16, 4]}
-    found += [
-        _generic(
-            "conv2d 8 3x3 + flatten + dense, adam B=64",
-            {
-                "input_size": 1024,
-                "batch": 64,
-                "layers": [reshape, _conv(8), {"type": "flatten"}, {"type": "dense", "units": 64}],
-            },
-        ),
-        _generic(
-            "conv2d 16 relu stride 2 valid + leaky_relu, sgd B=16",
-            {
-                "input_size": 2048,
-                "batch": 16,
-                "optimizer": "sgd",
-                "layers": [
-                    {"type": "reshape", "target": [32, 32, 2]},
-                    _conv(16, activation="relu", stride=2, padding="valid"),
-                    {"type": "leaky_relu", "alpha": 0.1},
-                    {"type": "flatten"},
-                    {"type": "dense", "units": 32},
-                ],
-            },
-        ),
-        _generic(
-            "dense + residual(conv, batch_norm, leaky_relu), momentum B=128",
-            {
-                "input_size": 256,
-                "batch": 128,
-                "optimizer": "momentum",
-                "layers": [
-                    {"type": "dense", "units": 1024},
-                    {"type": "reshape", "target": [8, 8, 16]},
-                    {
-                        "type": "residual",
-                        "layers": [
-                            _conv(16),
-                            {"type": "batch_norm"},
-                            {"type": "leaky_relu"},
-                        ],
-                    },
-                    {"type": "flatten"},
-                    {"type": "dense", "units": 256},
-                ],
-            },
-        ),
-        _generic(
-            "flat residual(dense relu, dense) + leaky_relu, adam B=256",
-            {
-                "input_size": 512,
-                "batch": 256,
-                "layers": [
-                    {"type": "dense", "units": 512},
-                    {
-                        "type": "residual",
-                        "layers": [
-                            {"type": "dense", "units": 512, "activation": "relu"},
-                            {"type": "dense", "units": 512},
-                        ],
-                    },
-                    {"type": "leaky_relu"},
-                    {"type": "dense", "units": 512},
-                ],
-            },
-        ),
-    ]
     return found
+
+
+RESHAPE_16 = {"type": "reshape", "target": [16, 16, 4]}
+GENERIC: list[tuple[str, dict[str, Any]]] = [
+    (
+        "conv2d 8 3x3 + flatten + dense, adam B=64",
+        {
+            "input_size": 1024,
+            "batch": 64,
+            "layers": [RESHAPE_16, _conv(8), {"type": "flatten"}, {"type": "dense", "units": 64}],
+        },
+    ),
+    (
+        "conv2d 16 relu stride 2 valid + leaky_relu, sgd B=16",
+        {
+            "input_size": 2048,
+            "batch": 16,
+            "optimizer": "sgd",
+            "layers": [
+                {"type": "reshape", "target": [32, 32, 2]},
+                _conv(16, activation="relu", stride=2, padding="valid"),
+                {"type": "leaky_relu", "alpha": 0.1},
+                {"type": "flatten"},
+                {"type": "dense", "units": 32},
+            ],
+        },
+    ),
+    (
+        "dense + residual(conv, batch_norm, leaky_relu), momentum B=128",
+        {
+            "input_size": 256,
+            "batch": 128,
+            "optimizer": "momentum",
+            "layers": [
+                {"type": "dense", "units": 1024},
+                {"type": "reshape", "target": [8, 8, 16]},
+                {
+                    "type": "residual",
+                    "layers": [
+                        _conv(16),
+                        {"type": "batch_norm"},
+                        {"type": "leaky_relu"},
+                    ],
+                },
+                {"type": "flatten"},
+                {"type": "dense", "units": 256},
+            ],
+        },
+    ),
+    (
+        "flat residual(dense relu, dense) + leaky_relu, adam B=256",
+        {
+            "input_size": 512,
+            "batch": 256,
+            "layers": [
+                {"type": "dense", "units": 512},
+                {
+                    "type": "residual",
+                    "layers": [
+                        {"type": "dense", "units": 512, "activation": "relu"},
+                        {"type": "dense", "units": 512},
+                    ],
+                },
+                {"type": "leaky_relu"},
+                {"type": "dense", "units": 512},
+            ],
+        },
+    ),
+]
+
+
+def configs() -> list[tuple[str, ModelSpec]]:
+    """CsiNet as the issue lists it, then single-layer-type generic specs."""
+    return _csinet() + [_generic(name, data) for name, data in GENERIC]
 
 
 def _load() -> dict[str, list[dict[str, Any]]]:
