@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from estimator.costs import CATEGORIES, BoundedCostModel, CostModel, CostRow
 from estimator.errors import InvalidSpec
 from estimator.families import expand
-from estimator.layers import resolve
+from estimator.layers import CONV_LAYER_TYPES, resolve
 from estimator.paper import PaperCostModel
 from estimator.records import canonical_json, is_family
 from estimator.units import gib_value
@@ -199,35 +199,43 @@ def model_for(spec: FamilySpec | ModelSpec, mode: Mode) -> ModelSpec:
     return cast("ModelSpec", spec)
 
 
-# Layer types whose allocations no BFC trace has been read for (estimator/steps.py).
-UNTRACED_LAYER_TYPES = ("conv2d", "reshape", "flatten", "leaky_relu", "residual", "detnet_layer")
+# Layer types whose allocations no BFC trace has been read for (estimator/steps.py and
+# estimator/conv_steps.py hold the traced ones).
+UNTRACED_LAYER_TYPES = ("detnet_layer",)
 
 
 def check_traced(model: ModelSpec, mode: Mode) -> None:
-    """Refuse, naming the layer, a framework-mode estimate of a layer type it has no traced
-    sequence for: a guessed sequence would be a silently wrong number."""
+    """Refuse, naming the field, a framework-mode estimate of what no traced sequence
+    covers: a guessed sequence would be a silently wrong number."""
     if mode != "framework":
         return
-    untraced = [(i, layer.type) for i, layer in enumerate(model.layers)]
-    untraced = [(i, kind) for i, kind in untraced if kind in UNTRACED_LAYER_TYPES]
+    kinds = [(i, layer.type) for i, layer in enumerate(model.layers)]
+    untraced = [(i, kind) for i, kind in kinds if kind in UNTRACED_LAYER_TYPES]
     # A seed family (csinet, detnet) was written without layers or a loss: blame the mode.
     family = getattr(model, "seed_family", "")
     if untraced:
-        kinds = ", ".join(dict.fromkeys(kind for _, kind in untraced))
+        names = ", ".join(dict.fromkeys(kind for _, kind in untraced))
         if family:
             raise InvalidSpec(
                 "mode",
-                f"framework mode has no traced model of {family}'s layers ({kinds}) yet; "
+                f"framework mode has no traced model of {family}'s layers ({names}) yet; "
                 "use mode 'paper'",
             )
         raise InvalidSpec(
             f"layers[{untraced[0][0]}] ({untraced[0][1]})",
-            f"framework mode has no traced model of {kinds} yet; use --mode paper",
+            f"framework mode has no traced model of {names} yet; use --mode paper",
         )
     if model.loss == "detnet":
         raise InvalidSpec(
             "mode" if family else "loss",
             "framework mode has no traced model of the detnet loss yet; use mode 'paper'",
+        )
+    conv = [(i, kind) for i, kind in kinds if kind in CONV_LAYER_TYPES]
+    if conv and model.precision == "mixed":
+        raise InvalidSpec(
+            "precision",
+            f"framework mode has no traced mixed-precision model of {conv[0][1]} "
+            f"(layers[{conv[0][0]}]) yet; use precision fp32 or --mode paper",
         )
 
 

@@ -12,6 +12,7 @@ and reports the largest per-step `get_memory_info` peak. Read it in this order:
   estimator/rewrites.py  grappler's AddN rewrite, which also decides the executor;
   estimator/steps.py     the allocation sequence: build, constants, one step skeleton with
                          a forward and a backward rule per layer type, both precisions;
+  estimator/conv_steps.py  the rules of CsiNet's layers (conv2d, views, leaky_relu, residual);
   this module            the cost model: generate, replay, report the tensors alive at the
                          peak as per-layer rows, and the bound no execution order exceeds.
 
@@ -36,6 +37,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from estimator import budget as work_budget
+from estimator import conv_steps
 from estimator.bfc import BFC_ALIGNMENT, Bfc, Chunk, largest_chunk
 from estimator.costs import Allocation, CostRow, align_up, layer_row
 from estimator.rewrites import CPU_DEVICE_MEMORY_LIMIT, rewritten_batch_norm
@@ -139,6 +141,9 @@ def upper_bound(plan: StepPlan, modelled: Peak) -> int:
     """
     if plan.default_executor:
         return max(modelled.any_layout, modelled.bytes)
+    if conv_steps.handles(plan.layers):  # its rules add orders of their own
+        others = [simulate(trace).any_layout for trace in conv_steps.other_orders(plan)]
+        return max(modelled.any_layout, modelled.bytes, *others)
     matmuls = frozenset(i for i, layer in enumerate(plan.layers) if layer.type in MATMULS)
     flipped = simulate(StepGenerator(replace(plan, flipped=matmuls)).run())
     return max(modelled.any_layout, flipped.any_layout, modelled.bytes)
@@ -170,7 +175,7 @@ class FrameworkCostModel:
 
     def generate(self, model: ModelSpec, layers: list[ResolvedLayer]) -> Trace:
         """The process's allocation sequence (what `simulate` replays)."""
-        return StepGenerator(self.step_plan(model, layers)).run()
+        return conv_steps.generate(self.step_plan(model, layers))
 
     def rows(self, model: ModelSpec, layers: list[ResolvedLayer]) -> list[CostRow]:
         return self.bounded_rows(model, layers)[0]
@@ -180,7 +185,7 @@ class FrameworkCostModel:
     ) -> tuple[list[CostRow], int]:
         """The rows alive at the simulated peak, and `upper_bound`."""
         plan = self.step_plan(model, layers)
-        trace = StepGenerator(plan).run()
+        trace = conv_steps.generate(plan)
         peak = simulate(trace)
         upper = upper_bound(plan, peak)
         per_row: list[list[Allocation]] = [[] for _ in range(len(layers) + 1)]

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 Shape = tuple[int, ...]  # per sample, channels last (Keras' layout)
 
+# CsiNet's layer types, whose framework-mode rules live in estimator/conv_steps.py.
+CONV_LAYER_TYPES = ("conv2d", "reshape", "flatten", "leaky_relu", "residual")
 # Layer types that need a flat (1-D) input.
 FLAT_ONLY = ("dense", "embedding", "complex_channel", "power_norm", "detnet_layer")
 

@@ -39,6 +39,7 @@ MEASURED_STEPS = 2  # steps after the warm-up whose largest peak is reported
 OUTPUT_NEEDING = ("relu", "sigmoid", "tanh", "softmax")  # gradients that read the output
 NORMALISATIONS = ("batch_norm", "layer_norm")
 MATMULS = ("dense", "embedding")  # layers whose kernel gradient is a MatMul
+UNIFORM_KERNELS = (*MATMULS, "conv2d")  # kernels drawn by Keras' glorot_uniform
 GRAPH_SMALL_CONSTANTS = 35  # the step graph's small constants (traced bae/ae graphs: 35-37)
 VARIABLE_HANDLE_BYTES = 200  # a resource handle (VarHandleOp's output), one per variable
 
@@ -80,10 +81,14 @@ def variables(layer: ResolvedLayer) -> tuple[list[int], list[int]]:
         return ([*sizes, spec.units]) if spec.use_bias else sizes, []
     if spec.type == "embedding":
         return [spec.input_dim * spec.output_dim], []
-    if spec.type == "batch_norm":
-        return [layer.out_features] * 2, [layer.out_features] * 2
+    channels = layer.out_shape[-1] if layer.out_shape else layer.out_features
+    if spec.type == "batch_norm":  # per channel (the last axis), as Keras
+        return [channels] * 2, [channels] * 2
     if spec.type == "layer_norm":
-        return [layer.out_features] * 2, []
+        return [channels] * 2, []
+    if spec.type == "conv2d":  # kernel (k x k x channels in x filters), bias
+        sizes = [spec.kernel * spec.kernel * layer.in_shape[-1] * spec.filters]
+        return ([*sizes, spec.filters]) if spec.use_bias else sizes, []
     return [], []
 
 
@@ -222,7 +227,7 @@ class StepGenerator:
             row = []
             for n, size in enumerate(trainable + frozen):
                 nbytes = size * FLOAT32
-                if n == 0 and layer.type in MATMULS:
+                if n == 0 and layer.type in UNIFORM_KERNELS:
                     sample = t.alloc(nbytes, i + 1, "ephemeral")
                     scaled = t.alloc(nbytes, i + 1, "ephemeral")
                     variable = t.alloc(nbytes, i + 1, "weights")
@@ -355,6 +360,10 @@ class StepGenerator:
             return [t.alloc(size, row, "ephemeral", True) for _ in range(2)]
         return []
 
+    def last_computing_layer(self) -> int:
+        """The layer whose output is the prediction (estimator.conv_steps skips views)."""
+        return len(self.p.layers) - 1
+
     def loss_gradient(self) -> int | None:
         """The turn from forward to backward: the loss's temporaries, then the gradient of
         the prediction (the backward pass's first input).
@@ -376,12 +385,19 @@ class StepGenerator:
             return None
         prediction = p.model.batch * p.layers[-1].out_features * FLOAT32
         if p.model.loss == "mse":
-            # Square's result is the only temporary; the gradient, (prediction - y) times
-            # the folded 2 / N, is written into the prediction's buffer, which stays to
-            # the last layer's kernel gradient (trace: generic real29 [d110sigm,
-            # layer_norm,d29line] B=333 sgd, `dense_2_1/BiasAdd` freed after MatMul_1)
+            # `sub` is written into the prediction's buffer unless the last layer's own
+            # gradient still reads its output (a sigmoid's: CsiNet's traces), then Square;
+            # the gradient, (prediction - y) times the folded 2 / N, takes the prediction's
+            # buffer, which stays to the last layer's kernel gradient (trace: generic
+            # real29 [d110sigm,layer_norm,d29line] B=333 sgd, `dense_2_1/BiasAdd` freed
+            # after MatMul_1)
+            sub = None
+            if p.needs_output(self.last_computing_layer()):
+                sub = t.alloc(prediction, row, "ephemeral", True)
             t.free(t.alloc(prediction, row, "ephemeral", True))
-            return self.outputs[-1]
+            t.free(sub)
+            gradient, self.outputs[-1] = self.outputs[-1], None
+            return gradient
         for _ in range(LOSS_TEMPORARIES):
             t.free(t.alloc(prediction, row, "ephemeral", True))
         return t.alloc(prediction, row, "ephemeral", True)

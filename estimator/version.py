@@ -68,9 +68,7 @@ _MODELS: tuple[dict[str, Any], ...] = (
         "loss": "binary_crossentropy",
         "layers": [{"type": "dense", "units": 6, "activation": "sigmoid"}],
     },
-)
-# Layer types the framework mode refuses (no traced sequence yet): hashed in paper mode.
-_PAPER_ONLY_MODELS: tuple[dict[str, Any], ...] = (
+    # CsiNet's layer types (estimator/conv_steps.py)
     {
         "input_kind": "real",
         "input_size": 32,
@@ -92,6 +90,9 @@ _PAPER_ONLY_MODELS: tuple[dict[str, Any], ...] = (
             {"type": "dense", "units": 5},
         ],
     },
+)
+# What the framework mode refuses (DetNet: no traced sequence yet): hashed in paper mode.
+_PAPER_ONLY_MODELS: tuple[dict[str, Any], ...] = (
     {
         "input_kind": "real",
         "input_size": 12,

@@ -74,14 +74,14 @@ def test_bad_family_values_are_422_naming_the_field(
 @pytest.mark.parametrize(
     ("path", "body"),
     [
-        ("/v1/estimates", CSINET),
+        ("/v1/estimates", DETNET),
         ("/v1/estimates", {**DETNET, "mode": "framework"}),
         ("/v1/max-batch", {"spec": DETNET, "vram": "80GiB"}),
-        ("/v1/gate", {"specs": [{"spec": CSINET}], "vram": "80GiB"}),
-        ("/v1/batch-curve", {"spec": CSINET, "batches": [1, 2], "mode": "framework"}),
+        ("/v1/gate", {"specs": [{"spec": DETNET}], "vram": "80GiB"}),
+        ("/v1/batch-curve", {"spec": DETNET, "batches": [1, 2], "mode": "framework"}),
     ],
 )
-def test_framework_mode_refuses_the_families_naming_the_mode(
+def test_framework_mode_refuses_detnet_naming_the_mode(
     client: Any, path: str, body: dict[str, Any]
 ) -> None:
     answer = client.post(path, json=body)
@@ -90,6 +90,19 @@ def test_framework_mode_refuses_the_families_naming_the_mode(
     assert error["field"] in ("mode", "spec")
     assert "framework mode has no traced model of" in error["message"]
     assert "use mode 'paper'" in error["message"]
+
+
+def test_framework_mode_estimates_csinet_with_its_bound(client: Any) -> None:
+    """CsiNet's layers have traced framework rules (estimator.conv_steps): an estimate, and
+    the gate judges it by upper_bytes."""
+    answer = client.post("/v1/estimates", json=CSINET)
+    assert answer.status_code in (200, 201), answer.text
+    body = answer.json()
+    assert body["mode"] == "framework"
+    assert body["upper_bytes"] >= body["total_bytes"] > 0
+    gate = client.post("/v1/gate", json={"specs": [{"spec": CSINET}], "vram": "80GiB"})
+    assert gate.status_code == 200, gate.text
+    assert gate.json()["verdicts"][0]["upper_bytes"] == body["upper_bytes"]
 
 
 def test_spec_taking_endpoints_accept_the_families_in_paper_mode(client: Any) -> None:

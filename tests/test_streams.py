@@ -63,14 +63,9 @@ def test_a_large_sweep_streams_its_cells(small_client: Any) -> None:
         assert by_cell[(row["family"], row["k"], row["nt"])] == row["total_bytes"]
     # A spec the engine refuses is an error line of its own; the stream goes on.
     untraced = {
-        "input_kind": "one_hot",
-        "input_size": 4,
-        "layers": [
-            {"type": "dense", "units": 4},
-            {"type": "leaky_relu"},
-            {"type": "dense", "units": 4, "activation": "softmax"},
-        ],
-        "loss": "categorical_crossentropy",
+        "input_kind": "real",
+        "input_size": 12,
+        "layers": [{"type": "detnet_layer", "transmitters": 2, "hidden": 16, "v": 4}],
     }
     specs = [{"spec": untraced}, {"spec": {"family": "bae", "k": 4, "nt": 2}}]
     bad = small_client.post(
@@ -78,7 +73,7 @@ def test_a_large_sweep_streams_its_cells(small_client: Any) -> None:
     )
     assert bad.status_code == 200, bad.text
     first, second, last = (json.loads(x) for x in bad.text.splitlines())
-    assert first["index"] == 0 and "leaky_relu" in first["error"]["field"]
+    assert first["index"] == 0 and "detnet_layer" in first["error"]["field"]
     assert second["index"] == 1 and second["fits"] is True
     assert last["summary"]["errors"] == 1 and last["summary"]["fits"] is False
 
