@@ -7,9 +7,9 @@ the printed originals match the parameter counts; the DetNet rows show both.
 
 from __future__ import annotations
 
-from estimator.compression import model_bytes
+from estimator.compression import group_pruned_bytes, model_bytes
 from estimator.families import csinet, detnet
-from estimator.flops import flops_summary
+from estimator.flops import flops_summary, structured_macs
 from estimator.layers import resolve
 
 MIB = 2**20
@@ -87,7 +87,68 @@ def detnet_table() -> str:
     return "\n".join(lines)
 
 
+# The green-DetNet paper's Table I: R-I-DetNet(SGL) with x layers -> (memory MB, FLOPs),
+# and its Table II rows for DetNet and R-I-DetNet(SGL)-50L.
+SGL_PRINTED = {
+    30: (0.0766, 0.56e6),
+    40: (0.0939, 0.72e6),
+    50: (0.1072, 0.89e6),
+    60: (0.1225, 1.05e6),
+    70: (0.1429, 1.22e6),
+    80: (0.1634, 1.39e6),
+    90: (0.1838, 1.57e6),
+}
+SGL_TABLE2 = {"DetNet": (9.19, 4.9e6), "R-I-DetNet(SGL)-50L": (0.10, 0.9e6)}
+
+
+def sgl_estimate(count: int, kept: float) -> tuple[int, int]:
+    """Stored bytes (fp32, each kernel's surviving input groups dense plus a bitmap of
+    them) and FLOPs (2 x MACs) of DetNet with `count` layers when the fraction `kept` of
+    every kernel's input groups survives sparse group LASSO."""
+    layers = resolve(detnet(layers=count))
+    return group_pruned_bytes(layers, 1 - kept), 2 * structured_macs(layers, 1 - kept)
+
+
+def kept_for_flops(count: int, flops: float) -> float:
+    """The surviving group fraction whose FLOPs are closest to `flops` (bisection: FLOPs
+    grow with the groups kept)."""
+    low, high = 0.0, 1.0
+    for _ in range(40):
+        middle = (low + high) / 2
+        if sgl_estimate(count, middle)[1] < flops:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
+def sgl_table() -> str:
+    """R-I-DetNet(SGL) at 30..90 layers: the printed memory and FLOPs, and the estimator's
+    at the surviving groups the printed FLOPs imply (the paper does not print them)."""
+    lines = [
+        "| layers | printed MB | printed FLOPs | dense MB (est.) | dense FLOPs (est.) "
+        "| groups kept (from printed FLOPs) | FLOPs at them (est.) | MB at them (est.) "
+        "| MB est. vs printed | nonzeros kept in surviving groups (implied) "
+        "| nonzero parameters at 4 B (implied) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for count, (memory, flops) in SGL_PRINTED.items():
+        layers = resolve(detnet(layers=count))
+        dense_bytes, dense_flops = model_bytes(layers), 2 * structured_macs(layers, 0.0)
+        kept = kept_for_flops(count, flops)
+        kept_bytes, kept_flops = sgl_estimate(count, kept)
+        lines.append(
+            f"| {count} | {memory:.4f} | {flops:.3g} | {dense_bytes / 1e6:.3f} "
+            f"| {dense_flops:.3g} | {kept:.1%} | {kept_flops:.3g} | {kept_bytes / 1e6:.3f} "
+            f"| {kept_bytes / 1e6 / memory:.1f}x | {memory * 1e6 / kept_bytes:.1%} "
+            f"| {memory * 1e6 / 4:,.0f} ({memory * 1e6 / dense_bytes:.1%}) |"
+        )
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     print(csinet_table())
     print()
     print(detnet_table())
+    print()
+    print(sgl_table())

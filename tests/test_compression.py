@@ -326,3 +326,20 @@ def test_group_pruning_by_hand() -> None:
     det = resolve(detnet(layers=1))
     assert structured_macs(det, 0.5) == k * k + 50 * z + 80 * (k + v)
     assert structured_macs(det, 0.0) == flops_summary(det)["macs"] == 26000
+
+
+def test_sgl_rows_meet_the_printed_flops_at_the_groups_they_solve_for() -> None:
+    from benchmarks.compression_tables import SGL_PRINTED, kept_for_flops, sgl_estimate
+    from estimator.compression import group_pruned_bytes
+    from estimator.flops import structured_macs
+
+    for count, (_memory, flops) in SGL_PRINTED.items():
+        kept = kept_for_flops(count, flops)
+        size, found = sgl_estimate(count, kept)
+        assert flops <= found <= 1.03 * flops, (count, kept, found)
+        assert sgl_estimate(count, kept - 0.01)[1] < flops  # the smallest such fraction
+        layers = resolve(detnet(layers=count))
+        assert size == group_pruned_bytes(layers, 1 - kept)
+        assert found == 2 * structured_macs(layers, 1 - kept)
+    dense_size, dense_flops = sgl_estimate(90, 1.0)
+    assert dense_flops == 2 * 90 * 26_000 and dense_size > model_bytes(resolve(detnet()))
