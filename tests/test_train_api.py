@@ -44,6 +44,7 @@ def test_train_job_stores_every_parameter_with_its_default(client: Any) -> None:
         "batch": 32,
         "seed": 0,
         "checkpoint_every": 100,
+        "receivers": None,  # DetNet only
     }
     assert job["params"]["evaluate"] == {
         "ebn0_db": "0:12:1",
@@ -51,6 +52,7 @@ def test_train_job_stores_every_parameter_with_its_default(client: Any) -> None:
         "max_bits": 10_000_000,
         "baselines": ["zf", "mmse", "ml"],
         "seed": 0,
+        "test_samples": 2000,  # CsiNet only
     }
     # The stored spec carries the training batch, and so does its paired estimate.
     assert job["spec"]["batch"] == 32
