@@ -140,6 +140,32 @@ def estimate(
     run_command(body)
 
 
+GroupPruneOpt = Annotated[
+    float, typer.Option(help="Fraction of each kernel's input groups removed (SGL).")
+]
+MeasureOpt = Annotated[
+    bool,
+    typer.Option(
+        "--measure", help="Also build, convert (TFLite) and measure it, in fresh processes."
+    ),
+]
+LatencyRunsOpt = Annotated[
+    int,
+    typer.Option(
+        min=0, max=10000, help="With --measure: median LiteRT latency over this many runs."
+    ),
+]
+StoreOpt = Annotated[
+    bool,
+    typer.Option(
+        "--store",
+        help="With --measure: store each measured file size (quantity model_size, beside "
+        "its recipe's estimate) and latency (quantity latency) in the database "
+        "(PHYMEM_DATABASE_URL), as the dashboard and GET /v1/measurements show them.",
+    ),
+]
+
+
 @app.command()
 @spec_flags()
 def compress(
@@ -150,44 +176,25 @@ def compress(
     quantize: Annotated[str, typer.Option(help="none | float16 | dynamic (int8)")] = "none",
     scales: Annotated[str, typer.Option(help="int8 scales: tensor | channel")] = "tensor",
     cluster: Annotated[int | None, typer.Option(help="Weight clusters C (at least 2).")] = None,
-    group_prune: Annotated[
-        float, typer.Option(help="Fraction of each kernel's input groups removed (SGL).")
-    ] = 0.0,
-    measure: Annotated[
-        bool,
-        typer.Option(
-            "--measure",
-            help="Also build, convert (TFLite) and measure it, in fresh processes.",
-        ),
-    ] = False,
-    latency_runs: Annotated[
-        int,
-        typer.Option(
-            min=0, max=10000, help="With --measure: median LiteRT latency over this many runs."
-        ),
-    ] = 0,
+    group_prune: GroupPruneOpt = 0.0,
+    measure: MeasureOpt = False,
+    latency_runs: LatencyRunsOpt = 0,
+    store: StoreOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Estimate the stored size of one compression recipe; with --measure, also the
     measured TFLite file sizes (float32, float16, dynamic int8; pruned and clustered with
-    the compress extra) beside the estimate. Exit 1 when a measurement fails, 2 on
-    invalid input."""
+    the compress extra) beside the estimate, and with --store keep them as measurements.
+    Exit 1 when a measurement fails, 2 on invalid input."""
 
     def body() -> None:
         from estimator.compression import recipe_report
         from estimator.engine import model_for
         from estimator.layers import resolve
 
-        if quantize not in ("none", "float16", "dynamic"):
-            raise UsageError(f"--quantize: {quantize!r} is not none, float16 or dynamic")
-        if scales not in ("tensor", "channel"):
-            raise UsageError(f"--scales: {scales!r} is not tensor or channel")
-        if not 0 <= prune < 1:
-            raise UsageError(f"--prune: {prune} is not in [0, 1)")
-        if cluster is not None and cluster < 2:
-            raise UsageError(f"--cluster: {cluster} is below 2")
-        if not 0 <= group_prune < 1:
-            raise UsageError(f"--group-prune: {group_prune} is not in [0, 1)")
+        _check_recipe(quantize, scales, prune, cluster, group_prune)
+        if store and not measure:
+            raise UsageError("--store: stores what --measure measured; add --measure")
         spec = _build_spec(spec_file, flags)
         layers = resolve(model_for(spec, "paper"))
         if measure and (prune or cluster):
@@ -202,16 +209,41 @@ def compress(
         )
         if measure:
             report |= _measure_recipe(spec, quantize, prune or None, cluster, latency_runs)
-        if as_json:
-            typer.echo(json.dumps(report, indent=2))
-            return
-        for storage, size in report["size_bytes"].items():  # type: ignore[attr-defined]
-            typer.echo(f"{storage:7} {size:>14} bytes  ({size / 2**20:.3f} MiB)")
-        file = report.get("measured_file")
-        if isinstance(file, dict):
-            typer.echo(f"measured TFLite file {file['bytes']:>14} bytes, gzip {file['gzip_bytes']}")
+        if store:
+            report["stored"] = _store_measured(spec, report["measured"], latency_runs)
+        _print_compressed(report, as_json)
 
     run_command(body)
+
+
+def _check_recipe(
+    quantize: str, scales: str, prune: float, cluster: int | None, group_prune: float
+) -> None:
+    if quantize not in ("none", "float16", "dynamic"):
+        raise UsageError(f"--quantize: {quantize!r} is not none, float16 or dynamic")
+    if scales not in ("tensor", "channel"):
+        raise UsageError(f"--scales: {scales!r} is not tensor or channel")
+    if not 0 <= prune < 1:
+        raise UsageError(f"--prune: {prune} is not in [0, 1)")
+    if cluster is not None and cluster < 2:
+        raise UsageError(f"--cluster: {cluster} is below 2")
+    if not 0 <= group_prune < 1:
+        raise UsageError(f"--group-prune: {group_prune} is not in [0, 1)")
+
+
+def _print_compressed(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    for storage, size in report["size_bytes"].items():
+        typer.echo(f"{storage:7} {size:>14} bytes  ({size / 2**20:.3f} MiB)")
+    file = report.get("measured_file")
+    if isinstance(file, dict):
+        typer.echo(f"measured TFLite file {file['bytes']:>14} bytes, gzip {file['gzip_bytes']}")
+    stored = report.get("stored")
+    if isinstance(stored, dict):
+        count, estimate_id = len(stored["measurement_ids"]), stored["estimate_id"]
+        typer.echo(f"stored {count} measurements beside estimate {estimate_id}")
 
 
 def _check_tfmot_measurable(layers: list[Any]) -> None:
@@ -246,6 +278,26 @@ def _measure_recipe(
         typer.echo(f"phymem: {error}", err=True)
         raise typer.Exit(1) from None
     return {"measured": measured, "measured_file": recipe_file(measured, quantize, prune, cluster)}
+
+
+def _store_measured(spec: Any, measured: Any, latency_runs: int) -> dict[str, Any]:
+    """The measured sizes and latencies as stored measurements; UsageError (exit 2) for a
+    database that is not migrated."""
+    from app.core.config import get_settings
+    from app.db.migrate import UnmigratedDatabase, ensure_migrated
+    from app.db.session import make_engine, make_sessionmaker
+    from app.services.compression import store_measured
+
+    engine = make_engine(get_settings().sqlalchemy_url)
+    try:
+        try:
+            ensure_migrated(engine)
+        except UnmigratedDatabase as error:
+            raise UsageError(f"--store: {error}") from None
+        with make_sessionmaker(engine)() as session:
+            return store_measured(session, spec, measured, latency_runs=latency_runs)
+    finally:
+        engine.dispose()
 
 
 @app.command()

@@ -24,10 +24,14 @@ MIN_PAIRS_FOR_SCALE = 3
 SCALE_IMPROVEMENT = 0.5
 
 
+CALIBRATED_QUANTITY = "training_peak"  # model sizes and latencies say nothing of it
+
+
 @dataclass(frozen=True)
 class Pair:
     estimate_bytes: int
     measured_bytes: int
+    quantity: str = CALIBRATED_QUANTITY
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,9 @@ def prior(device: str, mode: str) -> Calibration:
 
 
 def fit(device: str, mode: str, pairs: list[Pair]) -> Calibration:
-    """The calibration the pairs support (the prior, or nothing, when there are none)."""
+    """The calibration the training-peak pairs support (the prior, or nothing, when there
+    are none); pairs of another quantity are left out."""
+    pairs = [p for p in pairs if p.quantity == CALIBRATED_QUANTITY]
     if not pairs:
         prior = PRIORS.get((device, mode))
         source: Source = "none" if prior is None else "prior"

@@ -246,6 +246,31 @@ def tfmot_available() -> bool:
     )
 
 
+def framework_versions() -> dict[str, str | None]:
+    """Versions of what the measuring processes run (this interpreter's packages), read
+    without importing TensorFlow."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from estimator.engine import ENGINE_VERSION
+
+    def installed(*names: str) -> str | None:
+        for name in names:
+            try:
+                return version(name)
+            except PackageNotFoundError:
+                continue
+        return None
+
+    return {
+        "tensorflow": installed("tensorflow-cpu", "tensorflow"),
+        "ai_edge_litert": installed("ai-edge-litert"),
+        "tensorflow_model_optimization": installed("tensorflow-model-optimization"),
+        "python": platform.python_version(),
+        "phymem_engine": ENGINE_VERSION,
+    }
+
+
 def measure_in_subprocess(
     spec: AnySpec,
     *,

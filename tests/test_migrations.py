@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select
+from sqlalchemy.exc import IntegrityError
 
 from app.db import migrate
 from app.db.models import Base, Device
@@ -17,7 +19,16 @@ from app.db.session import make_engine
 from estimator.devices import DEVICES
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = {"specs", "estimates", "devices", "jobs", "measurements", "ber_results", "rate_events"}
+TABLES = {
+    "specs",
+    "estimates",
+    "devices",
+    "jobs",
+    "measurements",
+    "ber_results",
+    "rate_events",
+    "job_metrics",
+}
 
 
 def _tables(url: str) -> set[str]:
@@ -127,6 +138,83 @@ def test_0003_adds_the_rate_events_and_removes_them(empty_db_url: str) -> None:
     assert "rate_events" not in _tables(empty_db_url)
     migrate.upgrade(empty_db_url, "0003")
     assert "rate_events" in _tables(empty_db_url)
-    assert _diff(empty_db_url) == []
     migrate.downgrade(empty_db_url, "0002")
     assert "rate_events" not in _tables(empty_db_url)
+
+
+def test_0004_adds_quantities_with_existing_measurements_kept(empty_db_url: str) -> None:
+    from sqlalchemy import text
+
+    migrate.upgrade(empty_db_url, "0003")
+    engine = make_engine(empty_db_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO specs (id, spec_hash, kind, canonical_json, created_at) "
+                    "VALUES (1, 'h', 'family', '{}', CURRENT_TIMESTAMP)"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO estimates (id, spec_id, mode, engine_version, total_bytes,"
+                    " breakdown, result, created_at) VALUES (2, 1, 'paper', 'v', '10', '{}',"
+                    " '{}', CURRENT_TIMESTAMP)"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO measurements (id, estimate_id, device, framework_versions,"
+                    " measured_peak_bytes, status, created_at) VALUES (3, 2, 'cpu', '{}',"
+                    " '12', 'ok', CURRENT_TIMESTAMP)"
+                )
+            )
+        migrate.upgrade(empty_db_url, "0004")
+        assert "job_metrics" in _tables(empty_db_url)
+        with engine.connect() as connection:
+            row = connection.execute(
+                text("SELECT id, quantity, measured_value, measured_peak_bytes FROM measurements")
+            ).one()
+        assert tuple(row) == (3, "training_peak", None, "12")
+        with engine.begin() as connection, pytest.raises(IntegrityError):
+            connection.execute(
+                text(
+                    "INSERT INTO measurements (id, estimate_id, device, framework_versions,"
+                    " status, created_at, quantity) VALUES (4, 2, 'cpu', '{}', 'ok',"
+                    " CURRENT_TIMESTAMP, 'flops')"
+                )
+            )
+        migrate.downgrade(empty_db_url, "0003")
+        assert "job_metrics" not in _tables(empty_db_url)
+        columns = {c["name"] for c in inspect(engine).get_columns("measurements")}
+        assert not {"quantity", "measured_value", "estimated_value", "detail"} & columns
+        with engine.connect() as connection:
+            row = connection.execute(text("SELECT id, measured_peak_bytes FROM measurements"))
+            assert tuple(row.one()) == (3, "12")
+    finally:
+        engine.dispose()
+
+
+def test_job_metrics_go_with_their_job(db_url: str) -> None:
+    from sqlalchemy.orm import Session
+
+    from app.db.models import Job, JobMetric, Spec
+
+    engine = make_engine(db_url)
+    try:
+        with Session(engine) as session:
+            spec = Spec(spec_hash="m" * 64, kind="family", canonical_json="{}")
+            session.add(spec)
+            session.flush()
+            job = Job(kind="train", spec_id=spec.id, mode="paper")
+            session.add(job)
+            session.flush()
+            session.add(JobMetric(job_id=job.id, name="ber", value=1e-3, ebn0_db=12.0))
+            session.commit()
+            stored = session.execute(select(JobMetric.name, JobMetric.detail)).one()
+            assert tuple(stored) == ("ber", {})
+            session.delete(job)
+            session.commit()
+            assert session.execute(select(JobMetric)).first() is None
+    finally:
+        engine.dispose()

@@ -212,12 +212,34 @@ def _seed(db_path: Path, data_dir: Path) -> Seeded:
         ):
             session.execute(update(Job).where(Job.id == job_id).values(**values))
         session.commit()
+        _seed_compression(session)
         train_ids, running_train = _seed_training(session, data_dir)
     engine.dispose()
     return Seeded(
         url, db_path, 4, 5, running, failed, data_dir, ids + train_ids + [running_train],
         train_ids, running_train,
     )  # fmt: skip
+
+
+def _seed_compression(session: Any) -> None:
+    """cpu: two model sizes of CsiNet 1/64 (the estimates they test) and one latency."""
+    from app.services import estimates, measurements
+    from estimator.families import csinet
+
+    stored = estimates.get_or_create(session, csinet("1/64"), "paper")
+    assert stored.id is not None
+    rows = [
+        {"quantity": "model_size", "measured_value": 563_104, "estimated_value": 562_776,
+         "detail": {"file": "tflite/fp32", "size": "file"}},
+        {"quantity": "model_size", "measured_value": 150_000, "estimated_value": 141_000,
+         "detail": {"file": "tflite/int8", "size": "file"}},
+        {"quantity": "latency", "measured_value": "812.5", "estimated_value": None,
+         "detail": {"file": "tflite/fp32", "delegate": "xnnpack", "runs": 200}},
+    ]  # fmt: skip
+    measurements.store_quantities(
+        session, stored.id, rows, device="cpu", framework_versions={"tensorflow": "2.21.0"}
+    )
+    session.commit()
 
 
 @pytest.fixture(scope="module")
@@ -491,6 +513,48 @@ def test_estimate_vs_measured_matches_the_api(
     page.select_option("#m-mode", "paper")  # cpu pairs are all framework-mode
     page.locator("#measured-empty", has_text="No measurements for cpu").wait_for()
     assert "phymem profile" in page.locator("#measured-empty").inner_text()
+    watched.assert_clean()
+
+
+def test_estimate_vs_measured_by_quantity(
+    server: str, seeded: Seeded, watched: Watched, output_path: str
+) -> None:
+    page = watched.page
+    page.goto(server + "/measured?device=cpu&quantity=model_size")
+    rows = page.locator("#pairs-table tbody tr")
+    rows.first.wait_for()
+    api = get_json(f"{server}/v1/measurements?device=cpu&quantity=model_size")["items"]
+    assert len(api) == 2 == rows.count()
+    heads = page.locator("#pairs-table thead th").all_inner_texts()
+    assert heads[4:6] == ["Estimate", "Measured"] and heads[-1] == "Quantity"
+    for row, item in zip(rows.all(), api, strict=True):
+        cells = [cell.inner_text() for cell in row.locator("td").all()]
+        expected = (str(item["id"]), item["detail"]["file"], "model_size")
+        assert (cells[0], cells[2], cells[-1]) == expected
+        assert cells[4] == f"{item['estimated_value'] / 1024:.2f}"
+        assert cells[5] == f"{item['measured_value'] / 1024:.2f}"
+        assert cells[7] == f"{item['error_pct']:.2f}"
+    worst = max(abs(item["error_pct"]) for item in api)
+    assert page.locator("#sum-max").inner_text() == f"{worst:.2f}%"
+    traces = page.evaluate("document.getElementById('bars-chart').data.map(t => t.name)")
+    assert traces == ["estimate", "measured (model size)"]
+    shot(watched, output_path, "measured-model-size")
+
+    page.select_option("#m-quantity", "latency")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#pairs-table tbody tr td:last-child')]"
+        ".map(td => td.textContent).join() === 'latency'"
+    )
+    cells = page.locator("#pairs-table tbody tr td").all_inner_texts()
+    assert (cells[3], cells[4], cells[5], cells[6]) == ("xnnpack", "–", "812.5", "µs")
+    assert "no estimate" in page.locator("#calibration-note").inner_text()
+
+    page.select_option("#m-quantity", "training_peak")
+    page.wait_for_function(
+        f"document.querySelectorAll('#pairs-table tbody tr').length === {seeded.cpu_pairs}"
+    )
+    assert page.locator("#pairs-table thead th").first.inner_text() == "#"
+    assert "Batch" in page.locator("#pairs-table thead").inner_text()
     watched.assert_clean()
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
-from app.core.statuses import JobStatus
+from app.core.statuses import JobStatus, MeasurementQuantity
 from app.worker.resources import CLASS_PATTERN
 from estimator.calibration import Calibration
 from estimator.engine import DEFAULT_MODE, Breakdown, LayerEstimate, Mode
@@ -626,11 +626,28 @@ class MeasurementOut(BaseModel):
     estimate_bytes: int
     breakdown: dict[str, int] = Field(description="The estimate's bytes by category.")
     measured_bytes: int | None
-    error_pct: float | None
+    error_pct: float | None = Field(
+        description="(estimated - measured) / measured x 100 for this quantity; null "
+        "without both values."
+    )
     step_time_s: float | None
     nvml_peak_bytes: int | None
     framework_versions: dict[str, Any]
     created_at: datetime
+    quantity: MeasurementQuantity = Field(
+        description="What was measured: 'training_peak' (allocator peak, bytes), "
+        "'model_size' (a TFLite file, bytes) or 'latency' (LiteRT, microseconds)."
+    )
+    unit: Literal["bytes", "us"]
+    estimated_value: int | float | None = Field(
+        description="The estimate this measurement tests, in `unit`: the estimate's total "
+        "for a training peak, the recipe's stored bytes for a model size; null for latency "
+        "(no latency model)."
+    )
+    measured_value: int | float | None = Field(description="The measured value, in `unit`.")
+    detail: dict[str, Any] = Field(
+        description="A size's or latency's recipe: the file, gzip or not, the delegate."
+    )
 
 
 class MeasurementList(BaseModel):

@@ -13,3 +13,7 @@ JOB_STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
 # A job in one of these states never runs again.
 TERMINAL_STATUSES: frozenset[JobStatus] = frozenset({"succeeded", "failed", "oom", "cancelled"})
 MEASUREMENT_STATUSES = ("ok", "oom", "failed")
+# What a measurement measured: the training peak (bytes in use), a model's stored size
+# (bytes) or its inference latency (microseconds).
+MeasurementQuantity = Literal["training_peak", "model_size", "latency"]
+MEASUREMENT_QUANTITIES: tuple[MeasurementQuantity, ...] = get_args(MeasurementQuantity)

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from app.core.statuses import JOB_STATUSES, MEASUREMENT_STATUSES
+from app.core.statuses import JOB_STATUSES, MEASUREMENT_QUANTITIES, MEASUREMENT_STATUSES
 from estimator.engine import DEFAULT_MODE, MODES
 
 NAMING_CONVENTION = {
@@ -172,7 +172,11 @@ class Job(Base):
 
 
 class Measurement(Base):
-    """A measured peak of one estimate's spec on one device."""
+    """One measured quantity of one estimate's spec on one device: the training peak
+    (bytes in use, `measured_peak_bytes`), a stored model size (bytes) or an inference
+    latency (microseconds); the last two keep their exact value in `measured_value`, the
+    estimate it tests in `estimated_value` and their recipe (storage format, compression,
+    runtime options) in `detail`."""
 
     __tablename__ = "measurements"
 
@@ -186,8 +190,19 @@ class Measurement(Base):
     step_time_s: Mapped[float | None] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    quantity: Mapped[str] = mapped_column(
+        String(32), default="training_peak", server_default="training_peak", index=True
+    )
+    measured_value: Mapped[str | None] = mapped_column(Text)  # exact decimal
+    # The estimate a model_size measurement tests, same unit (exact decimal); NULL for a
+    # training peak (its estimate is the estimate row's total) and for latency (none).
+    estimated_value: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(default=dict)
 
-    __table_args__ = (CheckConstraint(_one_of("status", MEASUREMENT_STATUSES), name="status"),)
+    __table_args__ = (
+        CheckConstraint(_one_of("status", MEASUREMENT_STATUSES), name="status"),
+        CheckConstraint(_one_of("quantity", MEASUREMENT_QUANTITIES), name="quantity"),
+    )
 
 
 class BerResult(Base):
@@ -213,6 +228,21 @@ class BerResult(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "detector", "ebn0_db", name="uq_ber_results_point"),
     )
+
+
+class JobMetric(Base):
+    """One named figure of merit a job measured ('nmse_db', 'rho', 'ber'), at an Eb/N0
+    where it depends on one."""
+
+    __tablename__ = "job_metrics"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float] = mapped_column(Float)
+    ebn0_db: Mapped[float | None] = mapped_column(Float)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class RateEvent(Base):

@@ -8,25 +8,31 @@ from sqlalchemy.orm import Session
 from app.db.models import Device
 from app.db.models import Estimate as EstimateRow
 from app.db.models import Measurement as MeasurementRow
-from estimator.calibration import Calibration, Pair, fit
+from estimator.calibration import CALIBRATED_QUANTITY, Calibration, Pair, fit
 from estimator.engine import Mode
 from estimator.errors import InvalidInput, NotFound
 
 
 def pairs_for(session: Session, device: str, mode: Mode) -> list[Pair]:
-    """Successful measurements on `device` beside their `mode` estimates."""
+    """Successful training-peak measurements on `device` beside their `mode` estimates
+    (a model size or a latency says nothing of training memory)."""
     query = (
-        select(EstimateRow.total_bytes, MeasurementRow.measured_peak_bytes)
+        select(EstimateRow.total_bytes, MeasurementRow.measured_peak_bytes, MeasurementRow.quantity)
         .join(EstimateRow, MeasurementRow.estimate_id == EstimateRow.id)
         .where(
             MeasurementRow.device == device,
             MeasurementRow.status == "ok",
+            MeasurementRow.quantity == CALIBRATED_QUANTITY,
             MeasurementRow.measured_peak_bytes.is_not(None),
             EstimateRow.mode == mode,
         )
     )
     rows = session.execute(query)
-    return [Pair(int(estimate), int(measured)) for estimate, measured in rows if measured]
+    return [
+        Pair(int(estimate), int(measured), quantity)
+        for estimate, measured, quantity in rows
+        if measured
+    ]
 
 
 def calibration(session: Session, device: str, mode: Mode, field: str | None = None) -> Calibration:

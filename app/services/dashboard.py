@@ -123,8 +123,10 @@ def measurement_summary(
     device: str | None,
     family: str | None = None,
     mode: str | None = None,
+    quantity: str = "training_peak",
 ) -> dict[str, Any]:
-    """Pair counts by status, |error| median and max, for one filter of the pairs.
+    """Pair counts by status, |error| median and max, for one filter of the pairs of one
+    quantity (a model size compares `estimated_value` with `measured_value`).
 
     Counts are grouped in SQL. The error of each successful pair is computed in SQL too,
     in doubles (exact for byte counts below 2^53, i.e. any memory that was measured);
@@ -133,6 +135,7 @@ def measurement_summary(
 
     def narrowed(query: Any) -> Any:
         query = query.join(EstimateRow, MeasurementRow.estimate_id == EstimateRow.id)
+        query = query.where(MeasurementRow.quantity == quantity)
         if family is not None:
             query = query.join(SpecRow, EstimateRow.spec_id == SpecRow.id)
             query = where_spec(query, family=family, k=None, nt=None)
@@ -147,9 +150,15 @@ def measurement_summary(
     for status, count in session.execute(counts.group_by(MeasurementRow.status)):
         by_status[status] = int(count)
 
-    estimate_text, measured_text = EstimateRow.total_bytes, MeasurementRow.measured_peak_bytes
+    estimate_text: Any = EstimateRow.total_bytes
+    measured_text: Any = MeasurementRow.measured_peak_bytes
+    if quantity != "training_peak":
+        estimate_text, measured_text = MeasurementRow.estimated_value, MeasurementRow.measured_value
     measured_pairs = (
-        (MeasurementRow.status == "ok") & measured_text.is_not(None) & (measured_text != "0")
+        (MeasurementRow.status == "ok")
+        & estimate_text.is_not(None)
+        & measured_text.is_not(None)
+        & (measured_text != "0")
     )
     fits_double = (func.length(estimate_text) <= _DOUBLE_DIGITS) & (
         func.length(measured_text) <= _DOUBLE_DIGITS
@@ -174,6 +183,7 @@ def measurement_summary(
         "device": device,
         "family": family,
         "mode": mode,
+        "quantity": quantity,
         "count": sum(by_status.values()),
         "by_status": by_status,
         "errors": len(errors),

@@ -14,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 
 from app.api.deps import ReleasingRoute, SessionDep
 from app.api.schemas import MAX_ID
+from app.core.statuses import MeasurementQuantity
 from app.services import dashboard, planning
 from estimator.engine import DEFAULT_MODE, ENGINE_VERSION
 from estimator.units import format_gib
@@ -29,6 +30,12 @@ PAGES = (
     ("table2", "/table2", "Table 2"),
 )
 FAMILIES = ("ae", "ae-embedding", "bae", "tanh-bae")
+# The measured quantities (app/core/statuses.py), as the Estimate-vs-measured page names them.
+QUANTITY_LABELS: tuple[tuple[MeasurementQuantity, str], ...] = (
+    ("training_peak", "training peak (bytes in use)"),
+    ("model_size", "model size (TFLite file bytes)"),
+    ("latency", "latency (LiteRT, µs)"),
+)
 
 router = APIRouter(include_in_schema=False, route_class=ReleasingRoute)
 
@@ -70,6 +77,7 @@ def measured_page(request: Request, session: SessionDep) -> HTMLResponse:
         "Estimate vs measured",
         by_device=by_device,
         default_device=dashboard.default_device(by_device),
+        quantities=QUANTITY_LABELS,
     )
 
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query
 
 from app.api.deps import ReleasingRoute, SessionDep
 from app.api.schemas import BatchCurveRequest, SpecText, pure
+from app.core.statuses import MeasurementQuantity
 from app.services import dashboard
 from estimator.engine import DEFAULT_MODE, Mode
 from estimator.spec import PRINTABLE, FamilyName
@@ -33,10 +34,14 @@ def read_measurement_summary(
     device: Annotated[str | None, Query(max_length=128, pattern=PRINTABLE)] = None,
     family: Annotated[FamilyName | None, Query()] = None,
     mode: Annotated[Mode | None, Query()] = None,
+    quantity: Annotated[MeasurementQuantity, Query()] = "training_peak",
 ) -> Any:
     """Count by status, median and max |error| in percent, a 5-point error histogram, the
-    pair counts of every device, and the device's calibration for `mode`."""
-    summary = dashboard.measurement_summary(session, device=device, family=family, mode=mode)
+    pair counts of every device, and the device's calibration for `mode` (fitted on
+    training peaks only), for the pairs of one `quantity` (default training_peak)."""
+    summary = dashboard.measurement_summary(
+        session, device=device, family=family, mode=mode, quantity=quantity
+    )
     summary["devices"] = dashboard.measurements_by_device(session)
     summary["default_device"] = dashboard.default_device(summary["devices"])
     summary["calibration"] = None

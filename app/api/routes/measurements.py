@@ -1,4 +1,4 @@
-"""GET /v1/measurements: measured peaks next to the estimates they pair with."""
+"""GET /v1/measurements: measured quantities next to the estimates they pair with."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from app.api.deps import ReleasingRoute, SessionDep
 from app.api.schemas import MAX_ID, MeasurementList
+from app.core.statuses import MeasurementQuantity
 from app.services import measurements
 from estimator.engine import Mode
 from estimator.spec import MAX_MESSAGE_BITS, PRINTABLE, FamilyName
@@ -25,10 +26,12 @@ def list_measurements(
     device: Annotated[str | None, Query(max_length=128, pattern=PRINTABLE)] = None,
     job_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     mode: Annotated[Mode | None, Query()] = None,
+    quantity: Annotated[MeasurementQuantity | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> Any:
-    """Measurements oldest first; `error_pct` = (estimate - measured) / measured x 100."""
+    """Measurements oldest first, of every quantity unless `quantity` narrows them;
+    `error_pct` = (estimated - measured) / measured x 100 in the quantity's unit."""
     items = measurements.list_measurements(
         session,
         family=family,
@@ -38,6 +41,7 @@ def list_measurements(
         device=device,
         job_id=job_id,
         mode=mode,
+        quantity=quantity,
         limit=limit,
         offset=offset,
     )

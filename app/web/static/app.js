@@ -329,17 +329,69 @@ function renderPairs(pairs, summary, device) {
     el("td", { class: "num" }, p.error_pct === null ? "–" : p.error_pct.toFixed(2)),
     el("td", {}, statusBadge(p.status)),
     el("td", {}, el("time", { datetime: p.created_at }, p.created_at.replace("T", " ").slice(0, 19))),
-    el("td", {}, p.framework_versions.tensorflow || "–"))));
+    el("td", {}, p.framework_versions.tensorflow || "–"),
+    el("td", {}, p.quantity))));
 }
+
+// Model sizes and latencies: the measured value (and the estimate it tests, for a size)
+// per stored measurement, in the quantity's unit; the allocator's categories do not apply.
+const QUANTITY_HEAD = ["#", "Spec", "File", "Measured as", "Estimate", "Measured", "Unit", "Error %", "Status", "When", "TF", "Quantity"];
+const UNIT_SCALE = { bytes: [2 ** 10, "KiB"], us: [1, "µs"] };
+
+function measuredAs(p) {
+  return p.quantity === "latency" ? p.detail.delegate : p.detail.size === "gzip" ? "gzip of file" : "file";
+}
+
+function renderQuantity(pairs, summary, quantity) {
+  const [scale, unit] = UNIT_SCALE[pairs.length ? pairs[0].unit : quantity === "latency" ? "us" : "bytes"];
+  const labels = pairs.map((p) => `#${p.id}<br>${p.detail.file || "?"}<br>${measuredAs(p)}`);
+  const traces = [];
+  if (quantity === "model_size") traces.push({ type: "bar", name: "estimate", x: labels, y: pairs.map((p) => p.estimated_value / scale), marker: { color: COLOURS[0] } });
+  traces.push({ type: "bar", name: `measured (${quantity.replace("_", " ")})`, x: labels, y: pairs.map((p) => p.measured_value / scale), marker: { color: "#333333", pattern: { shape: "/" } } });
+  plot("bars-chart", traces, { barmode: "group", yaxis: { title: { text: unit } }, xaxis: { tickangle: 0, automargin: true }, margin: { t: 20, r: 20, b: 90, l: 70 } });
+  const ok = pairs.filter((p) => p.estimated_value !== null && p.measured_value);
+  const values = ok.flatMap((p) => [p.measured_value / scale, p.estimated_value / scale]);
+  const low = values.length ? Math.min(...values) / 1.5 : 1;
+  const high = values.length ? Math.max(...values) * 1.5 : 10;
+  plot("scatter-chart", [
+    { type: "scatter", mode: "markers", name: "pairs", x: ok.map((p) => p.measured_value / scale), y: ok.map((p) => p.estimated_value / scale), text: ok.map((p) => `#${p.id} ${p.detail.file}`), marker: { color: COLOURS[0], size: 8 } },
+    { type: "scatter", mode: "lines", name: "y = x", x: [low, high], y: [low, high], line: { color: "#666666", dash: "dot" } },
+  ], { xaxis: { title: { text: `measured ${unit}` }, type: "log" }, yaxis: { title: { text: `estimate ${unit}` }, type: "log" } });
+  $("calibration-note").textContent = quantity === "latency"
+    ? "Latency has no estimate (the estimator has no latency model): measured values only."
+    : "Calibration fits training peaks only; model sizes are compared as they are.";
+  plot("histogram-chart", [{ type: "bar", name: "pairs", x: summary.histogram.map((h) => h.bin_pct), y: summary.histogram.map((h) => h.count), marker: { color: COLOURS[0] } }],
+    { xaxis: { title: { text: "signed error % (estimate − measured) / measured" }, type: "category" }, yaxis: { title: { text: "pairs" } } });
+  fill($("histogram-table").tBodies[0], summary.histogram.map((h) => el("tr", {}, el("td", {}, h.bin_pct), el("td", { class: "num" }, h.count))));
+  $("pairs-table").tHead.replaceChildren(el("tr", {}, QUANTITY_HEAD.map((name) => el("th", { scope: "col" }, name))));
+  const shown = (value) => (value === null ? "–" : fixed(value / scale, scale === 1 ? 1 : 2));
+  fill($("pairs-table").tBodies[0], pairs.map((p) => el("tr", { dataset: { id: p.id } },
+    el("td", { class: "num" }, p.id), el("td", {}, p.family ? `${p.family} k=${p.k} N_T=${p.nt}` : p.kind), el("td", {}, p.detail.file || "–"),
+    el("td", {}, measuredAs(p)),
+    el("td", { class: "num", dataset: { value: p.estimated_value ?? "" } }, shown(p.estimated_value)),
+    el("td", { class: "num", dataset: { value: p.measured_value ?? "" } }, shown(p.measured_value)),
+    el("td", {}, unit), el("td", { class: "num" }, p.error_pct === null ? "–" : p.error_pct.toFixed(2)),
+    el("td", {}, statusBadge(p.status)),
+    el("td", {}, el("time", { datetime: p.created_at }, p.created_at.replace("T", " ").slice(0, 19))),
+    el("td", {}, p.framework_versions.tensorflow || "–"), el("td", {}, p.quantity))));
+}
+
+const EMPTY_HINT = {
+  training_peak: (device) => `run phymem profile --family bae --k 2 --nt 2 --submit --device-class ${device} --api-key … (a worker on a ${device} machine measures it), or submit a profile job on the Jobs page.`,
+  model_size: () => "run phymem compress --family csinet --gamma 1/64 --measure --store (TFLite files measured on this machine's CPU).",
+  latency: () => "run phymem compress --family csinet --gamma 1/64 --measure --latency-runs 200 --store (needs the compress extra's LiteRT interpreter).",
+};
 
 async function measuredPage() {
   const form = $("measured-filters");
   const params = new URLSearchParams(location.search);
-  for (const name of ["device", "family", "mode", "page"]) if (params.get(name)) form[name].value = params.get(name);
+  for (const name of ["device", "family", "quantity", "mode", "page"]) if (params.get(name)) form[name].value = params.get(name);
+  const peakHead = $("pairs-table").tHead.cloneNode(true);
   const load = async () => {
     const device = form.device.value;
     const page = Math.max(1, Number(form.page.value) || 1);
-    const filters = { device, family: form.family.value, mode: form.mode.value };
+    const quantity = form.quantity.value;
+    const filters = { device, family: form.family.value, quantity, mode: form.mode.value };
     history.replaceState(null, "", `?${query({ ...filters, page })}`);
     const [summary, list] = await Promise.all([
       api("GET", `/v1/measurements/summary?${query(filters)}`),
@@ -356,12 +408,13 @@ async function measuredPage() {
       $("measured-content").hidden = true;
       empty.hidden = false;
       const extra = filters.family || filters.mode ? " with these filters" : "";
-      empty.textContent = `No measurements for ${device}${extra} yet: run phymem profile --family bae --k 2 --nt 2 --submit --device-class ${device} --api-key … (a worker on a ${device} machine measures it), or submit a profile job on the Jobs page.`;
+      const what = quantity === "training_peak" ? "measurements" : `${quantity.replace("_", " ")} measurements`;
+      empty.textContent = `No ${what} for ${device}${extra} yet: ${EMPTY_HINT[quantity](device)}`;
       return;
     }
     empty.hidden = true;
     $("measured-content").hidden = false;
-    $("summary-scope").textContent = `(all ${s.count} pairs on ${device}${filters.family ? ", " + filters.family : ""}${filters.mode ? ", " + filters.mode + " mode" : ""})`;
+    $("summary-scope").textContent = `(all ${s.count} ${quantity.replace("_", " ")} measurements on ${device}${filters.family ? ", " + filters.family : ""}${filters.mode ? ", " + filters.mode + " mode" : ""})`;
     $("sum-count").textContent = s.count;
     $("sum-oom").textContent = s.by_status.oom + (s.by_status.failed ? ` (+${s.by_status.failed} failed)` : "");
     $("sum-median").textContent = s.median_abs_error_pct === null ? "–" : `${s.median_abs_error_pct.toFixed(2)}%`;
@@ -370,10 +423,16 @@ async function measuredPage() {
     $("pairs-range").textContent = `(${first + 1}–${first + list.data.items.length} of ${s.count}, oldest first)`;
     $("prev-page").disabled = page <= 1;
     $("next-page").disabled = first + list.data.items.length >= s.count;
-    renderPairs(list.data.items, s, device);
+    $("bars-title").textContent = quantity === "training_peak" ? "Estimate by category vs measured peak" : `Estimate vs measured ${quantity.replace("_", " ")}`;
+    if (quantity === "training_peak") {
+      $("pairs-table").tHead.replaceWith(peakHead.cloneNode(true));
+      renderPairs(list.data.items, s, device);
+    } else {
+      renderQuantity(list.data.items, s, quantity);
+    }
   };
   form.addEventListener("submit", (event) => { event.preventDefault(); load(); });
-  for (const name of ["device", "family", "mode"]) form[name].addEventListener("change", () => { form.page.value = 1; load(); });
+  for (const name of ["device", "family", "quantity", "mode"]) form[name].addEventListener("change", () => { form.page.value = 1; load(); });
   $("prev-page").addEventListener("click", () => { form.page.value = Math.max(1, Number(form.page.value) - 1); load(); });
   $("next-page").addEventListener("click", () => { form.page.value = Number(form.page.value) + 1; load(); });
   await load();
