@@ -596,6 +596,21 @@ class BerOut(BaseModel):
     rows: list[BerRow]
 
 
+class MetricRow(BaseModel):
+    name: str = Field(description="'nmse_db' and 'rho' (CsiNet), 'ber' (DetNet).")
+    value: float
+    ebn0_db: float | None = Field(description="The SNR in dB the value is at (DetNet's BER).")
+    detail: dict[str, Any] = Field(
+        description="How it was measured (held-out samples, bits, interval, baselines) and "
+        "`untrained`, the same metric of the model before its first step."
+    )
+
+
+class MetricsOut(BaseModel):
+    job_id: int
+    metrics: list[MetricRow]
+
+
 class LossPoint(BaseModel):
     step: int
     loss: float

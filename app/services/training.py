@@ -3,13 +3,15 @@
 A train job stores everything it runs with: the spec (its batch is the training batch, so
 the paired memory estimate is of the batch that trains), `params["train"]` and
 `params["evaluate"]` with every default filled in. Its artifacts (checkpoint, `.keras`
-model, loss history) live under `<data_dir>/jobs/<id>/`; its BER curve in `ber_results`.
+model, loss history) live under `<data_dir>/jobs/<id>/`; its BER curve in `ber_results`;
+its figures of merit (CsiNet's NMSE and rho, DetNet's BER at 12 dB) in `job_metrics`.
 No TensorFlow here: the API and the CLI use this module.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, cast
 
@@ -17,7 +19,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.api.schemas import EvaluateParams, TrainParams
-from app.db.models import BerResult
+from app.db.models import BerResult, JobMetric
 from estimator.spec import FamilySpec, ModelSpec
 
 # What the optimizer names of the spec train with when `train.lr` is not given
@@ -216,3 +218,34 @@ def ber_rows(session: Session, job_id: int) -> list[dict[str, Any]]:
         row["errors"] = item.bit_errors
         rows.append(row)
     return rows
+
+
+# --- Metrics ------------------------------------------------------------------------------
+
+
+def store_metrics(session: Session, job_id: int, rows: list[dict[str, Any]]) -> None:
+    """Replace the job's metrics (inside the caller's transaction); a value that is not a
+    finite number is not stored."""
+    session.execute(delete(JobMetric).where(JobMetric.job_id == job_id))
+    for row in rows:
+        if not math.isfinite(float(row["value"])):
+            continue
+        session.add(
+            JobMetric(
+                job_id=job_id,
+                name=str(row["name"]),
+                value=float(row["value"]),
+                ebn0_db=row.get("ebn0_db"),
+                detail=dict(row.get("detail") or {}),
+            )
+        )
+
+
+def metric_rows(session: Session, job_id: int) -> list[dict[str, Any]]:
+    """The job's metrics in the order the run reported them."""
+    found = session.scalars(
+        select(JobMetric).where(JobMetric.job_id == job_id).order_by(JobMetric.id)
+    )
+    return [
+        {"name": m.name, "value": m.value, "ebn0_db": m.ebn0_db, "detail": m.detail} for m in found
+    ]

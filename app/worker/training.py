@@ -792,6 +792,7 @@ def record(dispatcher: Any, job: Any, output: dict[str, Any]) -> None:
             result=_succeeded(job, estimate, pair, outcome, placement),
             measurement={**pair, "estimate_id": estimate["id"]},
             ber=outcome["ber"],
+            metrics=outcome.get("metrics") or [],
         )
     _log.info(
         "job %d: trained %d steps (from %d), loss %.4g, %d BER rows",
