@@ -242,6 +242,7 @@ def _train_on_service(
     body = {
         "kind": "train",
         "spec": spec.model_dump(mode="json"),
+        "mode": _estimate(spec)["mode"],
         "device_class": device_class,
         "train": train.model_dump(mode="json"),
         "evaluate": evaluate.model_dump(mode="json"),

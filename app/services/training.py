@@ -144,8 +144,9 @@ def _resolve_seed_family(
     kind: str, spec: ModelSpec, train: TrainParams, evaluate: EvaluateParams
 ) -> tuple[TrainParams, EvaluateParams]:
     """CsiNet and DetNet: no channel choice; DetNet's N, SNR range and baselines filled in."""
+    defaults = TrainParams()
     for name in ("channel", "cross"):
-        if name in train.model_fields_set:
+        if getattr(train, name) != getattr(defaults, name):
             raise InvalidTraining(f"train.{name}", f"not for {kind} (its data are fixed)")
     if kind == "csinet":
         if train.receivers is not None:
