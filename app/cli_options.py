@@ -41,6 +41,17 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 SpecArg = Annotated[
     Path | None, typer.Argument(help="A YAML or JSON spec file (instead of flags).")
 ]
+# Queueing a command's work on the service instead of running it here.
+DEFAULT_URL = "http://127.0.0.1:8000"
+SubmitOpt = Annotated[bool, typer.Option("--submit", help="Queue it on the service instead.")]
+UrlOpt = Annotated[str, typer.Option(envvar="PHYMEM_URL", help="Service URL (with --submit).")]
+ApiKeyOpt = Annotated[
+    str | None, typer.Option(envvar="PHYMEM_API_KEY", help="X-API-Key (with --submit).")
+]
+DeviceClassOpt = Annotated[
+    str, typer.Option(help="Device class to run on (with --submit), e.g. a100-80gb.")
+]
+WaitOpt = Annotated[bool, typer.Option("--wait", help="With --submit: wait for the result.")]
 VramOpt = Annotated[str | None, typer.Option(help="Memory size, e.g. 80GiB or 40GB.")]
 DeviceOpt = Annotated[str | None, typer.Option(help="A device name, e.g. a100-80gb.")]
 

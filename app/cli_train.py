@@ -21,7 +21,17 @@ from typing import Annotated, Any
 import typer
 
 from app.cli_errors import fail
-from app.cli_options import JsonOpt, SpecArg, spec_flags
+from app.cli_options import (
+    DEFAULT_URL,
+    ApiKeyOpt,
+    DeviceClassOpt,
+    JsonOpt,
+    SpecArg,
+    SubmitOpt,
+    UrlOpt,
+    WaitOpt,
+    spec_flags,
+)
 
 EXIT_NOT_OK = 1
 # Where a request field is set on the command line.
@@ -34,11 +44,13 @@ FLAG_OF = {
     "train.batch": "--batch",
     "train.seed": "--seed",
     "train.checkpoint_every": "--checkpoint-every",
+    "train.receivers": "--nr",
     "evaluate.ebn0_db": "--eval-ebn0",
     "evaluate.target_errors": "--target-errors",
     "evaluate.max_bits": "--max-bits",
     "evaluate.baselines": "--baselines",
     "evaluate.seed": "--eval-seed",
+    "evaluate.test_samples": "--test-samples",
 }
 BER_KEYS = ("detector", "ebn0_db", "ber", "ci_low", "ci_high", "bits", "errors")
 
@@ -145,12 +157,25 @@ def _summary(
         "error_pct": result.get("error_pct"),
         "step_time_s": result.get("step_time_s"),
         "ber": [{key: row.get(key) for key in BER_KEYS} for row in rows],
+        "metrics": result.get("metrics") or [],
         **{
             key: result[key]
             for key in ("job_id", "job_status", "workdir", "error")
             if key in result
         },
     }
+
+
+def _estimate(spec: Any) -> dict[str, Any]:
+    """The estimate the run is paired with: framework mode where it models every layer,
+    else paper mode (CsiNet's and DetNet's layers, until framework mode has them)."""
+    from app.worker import profile
+    from estimator.errors import InvalidSpec
+
+    try:
+        return profile.estimate_dict(spec)
+    except InvalidSpec:
+        return profile.estimate_dict(spec, "paper")
 
 
 def _train_locally(
@@ -184,13 +209,14 @@ def _train_locally(
     runner.join()
     result: dict[str, Any] = {"status": outcome.get("status"), "workdir": str(directory)}
     if outcome.get("status") == "ok":
-        estimate = profile.estimate_dict(spec)
+        estimate = _estimate(spec)
         result.update(profile.pair(estimate, outcome["measurement"], device_class="cpu"))
         result.update(
             status="ok",
             final_loss=outcome["final_loss"],
             steps=outcome["steps"],
             resumed_from_step=outcome["resumed_from_step"],
+            metrics=outcome.get("metrics") or [],
         )
     else:
         result["error"] = outcome.get("error")
@@ -216,6 +242,7 @@ def _train_on_service(
     body = {
         "kind": "train",
         "spec": spec.model_dump(mode="json"),
+        "mode": _estimate(spec)["mode"],
         "device_class": device_class,
         "train": train.model_dump(mode="json"),
         "evaluate": evaluate.model_dump(mode="json"),
@@ -240,12 +267,32 @@ def _train_on_service(
                 time.sleep(0.5)
                 poll()
         rows = jobs.get(f"{location}/ber")["rows"]
-    result = dict(job.get("result") or {})
+        metrics = jobs.get(f"{location}/metrics")["metrics"]
+    result = dict(job.get("result") or {}, metrics=metrics)
     result["status"] = "ok" if job["status"] == "succeeded" else job["status"]
     if job.get("error"):
         result["error"] = job["error"]
     result.update(job_id=job["id"], job_status=job["status"], rows=rows)
     return result
+
+
+def _headline(summary: dict[str, Any]) -> str:
+    """What was trained, in one line."""
+    spec, train = summary["spec"], summary["train"]
+    steps = f"{summary.get('steps')} steps, batch {train['batch']}"
+    if "family" not in spec:
+        layers = len(spec.get("layers") or [])
+        return f"{spec.get('loss')}-loss model of {layers} layers, {steps}"
+    shape = f"{spec['nt']}x{spec.get('nr') or spec['nt']}"
+    return f"{spec['family']} k={spec['k']} {shape} over {train['channel']}, {steps}"
+
+
+def _print_metrics(metrics: list[dict[str, Any]]) -> None:
+    for row in metrics:
+        at = "" if row.get("ebn0_db") is None else f" at {row['ebn0_db']:g} dB"
+        before = (row.get("detail") or {}).get("untrained")
+        untrained = "" if before is None else f"  (untrained {before:.4g})"
+        typer.echo(f"{row['name'] + at + ':':<18}{row['value']:.4g}{untrained}")
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -254,11 +301,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     def gib(value: Any) -> str:
         return "-" if value is None else f"{format_gib(int(value))} GiB ({int(value)} B)"
 
-    spec, train = summary["spec"], summary["train"]
-    typer.echo(
-        f"{spec['family']} k={spec['k']} {spec['nt']}x{spec.get('nr') or spec['nt']} "
-        f"over {train['channel']}, {summary.get('steps')} steps, batch {train['batch']}"
-    )
+    typer.echo(_headline(summary))
     typer.echo(f"status:    {summary['status']}")
     if summary.get("final_loss") is not None:
         typer.echo(f"loss:      {summary['final_loss']:.5g}")
@@ -266,6 +309,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     typer.echo(f"measured:  {gib(summary.get('measured_bytes'))}")
     if summary.get("error"):
         typer.echo(f"reason:    {str(summary['error']).strip().splitlines()[-1][:300]}")
+    _print_metrics(summary["metrics"])
     if summary["ber"]:
         typer.echo("detector      Eb/N0         BER   95% interval                  bits  errors")
         for row in summary["ber"]:
@@ -276,118 +320,152 @@ def _print_summary(summary: dict[str, Any]) -> None:
             )
 
 
+ChannelOpt = Annotated[str | None, typer.Option(help="awgn | cross | rayleigh (default awgn)")]
+CrossOpt = Annotated[float | None, typer.Option(help="Off-diagonal gain of cross (default 0.3).")]
+TrainEbn0Opt = Annotated[
+    str | None,
+    typer.Option(
+        help="Training Eb/N0 in dB, or lo,hi drawn per sample (default 7; DetNet: its SNR, "
+        "default 0,15)."
+    ),
+]
+StepsOpt = Annotated[int | None, typer.Option(help="Optimizer steps (default 2000).")]
+LrOpt = Annotated[float | None, typer.Option(help="Learning rate (default the optimizer's).")]
+SeedOpt = Annotated[int | None, typer.Option(help="Training seed (default 0).")]
+CheckpointOpt = Annotated[int | None, typer.Option(help="Steps between checkpoints (default 100).")]
+EvalEbn0Opt = Annotated[
+    str | None, typer.Option(help="Evaluation grid, start:stop:step or a,b,c (default 0:12:1).")
+]
+TargetErrorsOpt = Annotated[int | None, typer.Option(help="Bit errors per point (default 1000).")]
+MaxBitsOpt = Annotated[int | None, typer.Option(help="Bit budget per point (default 10000000).")]
+BaselinesOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Comma-separated zf,mmse,ml, or 'none' (default zf,mmse,ml; DetNet zf,mmse)."
+    ),
+]
+EvalSeedOpt = Annotated[int | None, typer.Option(help="Monte Carlo seed (default 0).")]
+TestSamplesOpt = Annotated[
+    int | None, typer.Option(help="CsiNet: held-out channels for NMSE and rho (default 2000).")
+]
+WorkdirOpt = Annotated[
+    Path | None,
+    typer.Option(help="Local run: checkpoint, model and history here (rerun resumes)."),
+]
+TimeoutOpt = Annotated[float, typer.Option(help="Give up waiting after this many s.")]
+
+
+def _detnet_receivers(spec_file: Path | None, flags: dict[str, Any]) -> int | None:
+    """DetNet's N: the spec's `nr` (its layer list has no place for it; the job keeps it
+    as `train.receivers`)."""
+    from app.specio import read_spec_file
+
+    data: dict[str, Any] = read_spec_file(spec_file) if spec_file else {}
+    data.update({key: value for key, value in flags.items() if value is not None})
+    if data.get("family") != "detnet" or data.get("nr") is None:
+        return None
+    return int(data["nr"])
+
+
+def _values(given: dict[str, Any], flags: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The train and evaluate fields the options set (None where not given)."""
+    train_ebn0, baselines = given["train_ebn0"], given["baselines"]
+    train = {
+        "channel": given["channel"],
+        "cross": given["cross"],
+        "train_ebn0_db": None if train_ebn0 is None else _parse_ebn0(train_ebn0),
+        "batch": flags.get("batch"),
+        **{key: given[key] for key in ("steps", "lr", "seed", "checkpoint_every")},
+    }
+    evaluate = {
+        "ebn0_db": given["eval_ebn0"],
+        "target_errors": given["target_errors"],
+        "max_bits": given["max_bits"],
+        "baselines": None
+        if baselines is None
+        else [b.strip() for b in baselines.split(",") if b.strip() not in ("", "none")],
+        "seed": given["eval_seed"],
+        "test_samples": given["test_samples"],
+    }
+    return train, evaluate
+
+
+def _parsed_request(spec_file: Path | None, flags: dict[str, Any], given: dict[str, Any]) -> Any:
+    """build_request from the command's options, or exit 2 with the flag's message."""
+    from app.specio import UsageError, validation_message
+
+    try:
+        train, evaluate = _values(given, flags)
+        train["receivers"] = _detnet_receivers(spec_file, flags)
+        return build_request(spec_file, flags, train, evaluate)
+    except (ValueError, UsageError) as error:
+        fail(validation_message(error))
+
+
+def _run(spec: Any, params: Any, evaluation: Any, given: dict[str, Any]) -> dict[str, Any] | None:
+    """The run, here or on the service; None when a submission was not followed."""
+    from app.specio import UsageError
+
+    try:
+        if not given["submit"]:
+            return _train_locally(spec, params, evaluation, given["workdir"], True)
+        return _train_on_service(
+            spec,
+            params,
+            evaluation,
+            url=given["url"],
+            api_key=given["api_key"],
+            device_class=given["device_class"],
+            wait=given["wait"],
+            timeout_s=given["timeout"],
+            show_bar=True,  # on stderr: stdout stays JSON
+            as_json=given["as_json"],
+        )
+    except UsageError as error:
+        fail(str(error))
+
+
 @spec_flags()
 def train(
     spec_file: SpecArg = None,
     *,
     flags: dict[str, Any],
-    channel: Annotated[
-        str | None, typer.Option(help="awgn | cross | rayleigh (default awgn)")
-    ] = None,
-    cross: Annotated[
-        float | None, typer.Option(help="Off-diagonal gain of cross (default 0.3).")
-    ] = None,
-    train_ebn0: Annotated[
-        str | None,
-        typer.Option(help="Training Eb/N0 in dB, or lo,hi drawn per sample (default 7)."),
-    ] = None,
-    steps: Annotated[int | None, typer.Option(help="Optimizer steps (default 2000).")] = None,
-    lr: Annotated[
-        float | None, typer.Option(help="Learning rate (default the optimizer's).")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Training seed (default 0).")] = None,
-    checkpoint_every: Annotated[
-        int | None, typer.Option(help="Steps between checkpoints (default 100).")
-    ] = None,
-    eval_ebn0: Annotated[
-        str | None, typer.Option(help="Evaluation grid, start:stop:step or a,b,c (default 0:12:1).")
-    ] = None,
-    target_errors: Annotated[
-        int | None, typer.Option(help="Bit errors per point (default 1000).")
-    ] = None,
-    max_bits: Annotated[
-        int | None, typer.Option(help="Bit budget per point (default 10000000).")
-    ] = None,
-    baselines: Annotated[
-        str | None, typer.Option(help="Comma-separated zf,mmse,ml, or 'none' (default zf,mmse,ml).")
-    ] = None,
-    eval_seed: Annotated[int | None, typer.Option(help="Monte Carlo seed (default 0).")] = None,
-    workdir: Annotated[
-        Path | None,
-        typer.Option(help="Local run: checkpoint, model and history here (rerun resumes)."),
-    ] = None,
-    submit: Annotated[
-        bool, typer.Option("--submit", help="Queue it on the service instead.")
-    ] = False,
-    url: Annotated[
-        str, typer.Option(envvar="PHYMEM_URL", help="Service URL (with --submit).")
-    ] = "http://127.0.0.1:8000",
-    api_key: Annotated[
-        str | None, typer.Option(envvar="PHYMEM_API_KEY", help="X-API-Key (with --submit).")
-    ] = None,
-    device_class: Annotated[
-        str, typer.Option(help="Device class to run on (with --submit).")
-    ] = "cpu",
-    wait: Annotated[bool, typer.Option("--wait", help="With --submit: follow the job.")] = False,
-    timeout: Annotated[float, typer.Option(help="Give up waiting after this many s.")] = 86_400,
+    channel: ChannelOpt = None,
+    cross: CrossOpt = None,
+    train_ebn0: TrainEbn0Opt = None,
+    steps: StepsOpt = None,
+    lr: LrOpt = None,
+    seed: SeedOpt = None,
+    checkpoint_every: CheckpointOpt = None,
+    eval_ebn0: EvalEbn0Opt = None,
+    target_errors: TargetErrorsOpt = None,
+    max_bits: MaxBitsOpt = None,
+    baselines: BaselinesOpt = None,
+    eval_seed: EvalSeedOpt = None,
+    test_samples: TestSamplesOpt = None,
+    workdir: WorkdirOpt = None,
+    submit: SubmitOpt = False,
+    url: UrlOpt = DEFAULT_URL,
+    api_key: ApiKeyOpt = None,
+    device_class: DeviceClassOpt = "cpu",
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 86_400,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train a family's autoencoder over a MIMO channel; measure its memory; evaluate BER.
+    """Train a family's model; measure its memory; evaluate it.
 
-    Prints the training parameters, final loss, measured and estimated bytes and the BER
-    rows of the model and the baselines. Exit 0 when it succeeded, 1 when it failed or ran
-    out of memory, 2 on invalid input (one line naming the flag).
+    The autoencoders (ae, ae-embedding, bae, tanh-bae) train over a MIMO channel and report
+    BER rows beside the baselines; csinet (--gamma) trains on synthetic angular-delay CSI
+    and reports NMSE and rho; detnet (--nt K, --nr N, --layers L) trains on Gaussian
+    channels with BPSK and reports BER at 12 dB and BER rows beside zf and mmse. Exit 0
+    when it succeeded, 1 when it failed or ran out of memory, 2 on invalid input (one
+    line naming the flag).
     """
-    from app.specio import UsageError, validation_message
-
-    try:
-        spec, params, evaluation = build_request(
-            spec_file,
-            flags,
-            {
-                "channel": channel,
-                "cross": cross,
-                "train_ebn0_db": None if train_ebn0 is None else _parse_ebn0(train_ebn0),
-                "steps": steps,
-                "lr": lr,
-                "batch": flags.get("batch"),
-                "seed": seed,
-                "checkpoint_every": checkpoint_every,
-            },
-            {
-                "ebn0_db": eval_ebn0,
-                "target_errors": target_errors,
-                "max_bits": max_bits,
-                "baselines": None
-                if baselines is None
-                else [b.strip() for b in baselines.split(",") if b.strip() not in ("", "none")],
-                "seed": eval_seed,
-            },
-        )
-    except (ValueError, UsageError) as error:
-        fail(validation_message(error))
-
-    show_bar = True  # on stderr: stdout stays JSON
-    try:
-        if submit:
-            result = _train_on_service(
-                spec,
-                params,
-                evaluation,
-                url=url,
-                api_key=api_key,
-                device_class=device_class,
-                wait=wait,
-                timeout_s=timeout,
-                show_bar=show_bar,
-                as_json=as_json,
-            )
-            if result is None:
-                return
-        else:
-            result = _train_locally(spec, params, evaluation, workdir, show_bar)
-    except UsageError as error:
-        fail(str(error))
+    given = dict(locals())
+    spec, params, evaluation = _parsed_request(spec_file, flags, given)
+    result = _run(spec, params, evaluation, given)
+    if result is None:
+        return
     summary = _summary(spec, params, evaluation, result, result.pop("rows", []))
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))

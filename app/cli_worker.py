@@ -19,7 +19,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from app.cli_errors import run_command
-from app.cli_options import JsonOpt, SpecArg, spec_flags
+from app.cli_options import (
+    DEFAULT_URL,
+    ApiKeyOpt,
+    DeviceClassOpt,
+    JsonOpt,
+    SpecArg,
+    SubmitOpt,
+    UrlOpt,
+    WaitOpt,
+    spec_flags,
+)
 
 if TYPE_CHECKING:
     from estimator.spec import FamilySpec, ModelSpec
@@ -311,22 +321,11 @@ def profile(
     time_budget: TimeBudgetOpt = 60.0,
     memory_limit: MemoryLimitOpt = None,
     timeout: Annotated[float, typer.Option(help="Give up on a run after this many seconds.")] = 600,
-    submit: Annotated[
-        bool, typer.Option("--submit", help="Queue it on the service instead.")
-    ] = False,
-    url: Annotated[
-        str, typer.Option(envvar="PHYMEM_URL", help="Service URL (with --submit).")
-    ] = "http://127.0.0.1:8000",
-    api_key: Annotated[
-        str | None,
-        typer.Option(envvar="PHYMEM_API_KEY", help="X-API-Key (with --submit)."),
-    ] = None,
-    device_class: Annotated[
-        str, typer.Option(help="Device class to run on (with --submit), e.g. a100-80gb.")
-    ] = "cpu",
-    wait: Annotated[
-        bool, typer.Option("--wait", help="With --submit: wait for the result.")
-    ] = False,
+    submit: SubmitOpt = False,
+    url: UrlOpt = DEFAULT_URL,
+    api_key: ApiKeyOpt = None,
+    device_class: DeviceClassOpt = "cpu",
+    wait: WaitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Measure one spec's training peak and compare it with the estimate.

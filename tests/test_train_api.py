@@ -44,6 +44,7 @@ def test_train_job_stores_every_parameter_with_its_default(client: Any) -> None:
         "batch": 32,
         "seed": 0,
         "checkpoint_every": 100,
+        "receivers": None,  # DetNet only
     }
     assert job["params"]["evaluate"] == {
         "ebn0_db": "0:12:1",
@@ -51,6 +52,7 @@ def test_train_job_stores_every_parameter_with_its_default(client: Any) -> None:
         "max_bits": 10_000_000,
         "baselines": ["zf", "mmse", "ml"],
         "seed": 0,
+        "test_samples": 2000,  # CsiNet only
     }
     # The stored spec carries the training batch, and so does its paired estimate.
     assert job["spec"]["batch"] == 32
@@ -183,6 +185,88 @@ def test_stored_ber_rows_come_back_in_order(client: Any, settings: Any) -> None:
     ]
     assert got[0]["ser"] == pytest.approx(9 / 2000) and got[0]["bler"] == pytest.approx(0.008)
     assert got[0]["errors"] == 10
+
+
+def _seed_spec(family: str) -> dict[str, Any]:
+    from estimator.families import csinet, detnet
+
+    spec = csinet("1/16", batch=16) if family == "csinet" else detnet(4, 8, 3, batch=16)
+    dumped: dict[str, Any] = spec.model_dump(mode="json")
+    return dumped
+
+
+def test_csinet_and_detnet_train_jobs_store_their_resolved_parameters(client: Any) -> None:
+    def submit(family: str, **fields: Any) -> Any:
+        body = {"kind": "train", "spec": _seed_spec(family), "mode": "paper", **fields}
+        response = client.post("/v1/jobs", json=body, headers=KEY)
+        assert response.status_code == 202, response.text
+        return response.json()["params"]
+
+    csinet = submit("csinet", train={"steps": 5})
+    assert csinet["evaluate"]["baselines"] == [] and csinet["train"]["receivers"] is None
+    assert csinet["train"]["lr"] == 0.001 and csinet["train"]["batch"] == 16
+    detnet = submit("detnet", train={"steps": 5})
+    assert detnet["train"]["receivers"] == 30 and detnet["train"]["train_ebn0_db"] == [0, 15]
+    assert detnet["evaluate"]["baselines"] == ["zf", "mmse"]  # ML over 2^K is not run
+    chosen = submit("detnet", train={"receivers": 6, "train_ebn0_db": [5, 10]})
+    assert chosen["train"]["receivers"] == 6 and chosen["train"]["train_ebn0_db"] == [5, 10]
+
+
+@pytest.mark.parametrize(
+    ("family", "fields", "field"),
+    [
+        ("csinet", {"train": {"channel": "cross"}}, "train.channel"),
+        ("csinet", {"train": {"receivers": 8}}, "train.receivers"),
+        ("csinet", {"evaluate": {"baselines": ["zf"]}}, "evaluate.baselines"),
+        ("csinet", {"evaluate": {"test_samples": 0}}, "evaluate.test_samples"),
+        ("detnet", {"train": {"receivers": 3}}, "train.receivers"),  # N < K: no ZF
+        ("detnet", {"train": {"receivers": 0}}, "train.receivers"),
+        ("detnet", {"evaluate": {"baselines": ["zf", "ml"]}}, "evaluate.baselines"),
+        ("detnet", {"train": {"cross": 0.1}}, "train.cross"),
+    ],
+)
+def test_invalid_csinet_and_detnet_jobs_are_422_naming_the_field(
+    client: Any, family: str, fields: dict[str, Any], field: str
+) -> None:
+    body = {"kind": "train", "spec": _seed_spec(family), "mode": "paper", **fields}
+    response = client.post("/v1/jobs", json=body, headers=KEY)
+    assert response.status_code == 422, response.text
+    assert field in [error["field"] for error in response.json()["errors"]], response.json()
+    assert client.get("/v1/jobs").json()["items"] == []
+
+
+def test_receivers_are_for_detnet_only(client: Any) -> None:
+    response = _train(client, train={"receivers": 4})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "train.receivers"
+
+
+def test_stored_metrics_come_back_in_order(client: Any, settings: Any) -> None:
+    from app.db.session import make_engine, make_sessionmaker
+    from app.services.training import store_metrics
+
+    job = _train(client, train={"steps": 5}).json()
+    assert client.get(f"/v1/jobs/{job['id']}/metrics").json() == {
+        "job_id": job["id"],
+        "metrics": [],
+    }
+    rows = [
+        {"name": "nmse_db", "value": -3.5, "ebn0_db": None, "detail": {"untrained": 9.0}},
+        {"name": "rho", "value": 0.8, "ebn0_db": None, "detail": {}},
+        {"name": "ber", "value": float("nan"), "ebn0_db": 12.0, "detail": {}},  # not stored
+    ]
+    engine = make_engine(settings.sqlalchemy_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            store_metrics(session, job["id"], rows)
+            session.commit()
+    finally:
+        engine.dispose()
+    got = client.get(f"/v1/jobs/{job['id']}/metrics").json()["metrics"]
+    assert got == rows[:2]
+    profile = client.post("/v1/jobs", json={"spec": TINY}, headers=KEY).json()
+    assert client.get(f"/v1/jobs/{profile['id']}/metrics").status_code == 404
+    assert client.get("/v1/jobs/999999/metrics").status_code == 404
 
 
 def test_training_noise_is_the_channels_n0_per_sample() -> None:

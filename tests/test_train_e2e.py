@@ -221,3 +221,74 @@ def test_train_submit_waits_with_progress_and_prints_json(service: Service) -> N
     }
     # The bar on stderr ends at the job row's last step of its total.
     assert "60/60" in done.stderr
+
+
+# --- CsiNet and DetNet ---------------------------------------------------------------------
+
+CSINET_TRAIN = {"steps": 150, "batch": 32, "lr": 0.003, "seed": 1, "checkpoint_every": 50}
+CSINET_EVALUATE = {"test_samples": 300}
+
+
+def test_csinet_job_reports_nmse_and_rho_that_training_improved(service: Service) -> None:
+    import math
+
+    from estimator.families import csinet
+
+    spec = csinet("1/4", batch=32).model_dump(mode="json")
+    body = {
+        "kind": "train",
+        "spec": spec,
+        "mode": "paper",  # framework mode has no traced model of conv2d yet
+        "train": CSINET_TRAIN,
+        "evaluate": CSINET_EVALUATE,
+    }
+    job = service.wait(service.submit(body)["id"])
+    assert job["status"] == "succeeded", job
+    assert job["params"]["evaluate"]["baselines"] == []
+    assert service.get(f"/v1/jobs/{job['id']}/ber")["rows"] == []
+    metrics = {m["name"]: m for m in service.get(f"/v1/jobs/{job['id']}/metrics")["metrics"]}
+    assert set(metrics) == {"nmse_db", "rho"}
+    nmse, rho = metrics["nmse_db"], metrics["rho"]
+    for row in (nmse, rho):
+        assert math.isfinite(row["value"]) and math.isfinite(row["detail"]["untrained"])
+        assert row["ebn0_db"] is None and row["detail"]["samples"] == 300
+    # 150 steps: far from the paper's NMSE, but better than the untrained network.
+    assert nmse["value"] < nmse["detail"]["untrained"] - 0.3, nmse
+    assert 0.0 <= rho["value"] <= 1.0 and 0.0 <= rho["detail"]["untrained"] <= 1.0
+    history = service.get(f"/v1/jobs/{job['id']}/history")["loss"]
+    assert len(history) == 150 and history[-1]["loss"] < history[0]["loss"]
+
+
+def test_detnet_submitted_from_the_cli_reports_ber_at_12_db(service: Service) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from worker_helpers import REPO
+
+    command = [sys.executable, "-m", "app.cli", "train", "--family", "detnet", "--nt", "4"]
+    command += ["--nr", "8", "--layers", "3", "--batch", "64", "--steps", "200", "--lr", "0.003"]
+    command += ["--eval-ebn0", "6,12", "--target-errors", "100", "--max-bits", "200000"]
+    command += ["--submit", "--wait", "--json", "--url", service.base]
+    done = subprocess.run(
+        command,
+        cwd=REPO,
+        env=base_env(PHYMEM_API_KEY=API_KEY),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    assert out["status"] == "ok" and out["train"]["receivers"] == 8
+    assert out["train"]["train_ebn0_db"] == [0.0, 15.0]  # the paper's training SNRs
+    assert {row["detector"] for row in out["ber"]} == {"detnet", "zf", "mmse"}
+    (ber,) = out["metrics"]
+    assert ber["name"] == "ber" and ber["ebn0_db"] == 12.0
+    assert 0.0 < ber["value"] < 0.5 and ber["value"] < ber["detail"]["untrained"], ber
+    assert ber["detail"]["ci_low"] <= ber["value"] <= ber["detail"]["ci_high"]
+    # The classical detectors at the same point, from the same seeded stream.
+    assert 0.0 < ber["detail"]["mmse_ber"] < 0.5 and 0.0 < ber["detail"]["zf_ber"] < 0.5
+    stored = service.get(f"/v1/jobs/{out['job_id']}/metrics")["metrics"]
+    assert stored == out["metrics"]

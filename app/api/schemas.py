@@ -406,6 +406,7 @@ DEFAULT_CHECKPOINT_EVERY = 100
 MAX_TRAIN_STEPS = 1_000_000
 MAX_GRID_POINTS = 200
 EBN0_RANGE_DB = (-30.0, 60.0)
+MAX_DETNET_RECEIVERS = 1024
 Channel = Literal["awgn", "cross", "rayleigh"]
 Baseline = Literal["zf", "mmse", "ml"]
 ALL_BASELINES: tuple[Baseline, ...] = ("zf", "mmse", "ml")
@@ -453,6 +454,13 @@ class TrainParams(BaseModel):
         le=MAX_TRAIN_STEPS,
         description="Steps between checkpoints (a retried job resumes from the last).",
     )
+    receivers: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_DETNET_RECEIVERS,
+        description="DetNet only: receive antennas N (default 30; N >= K, the transmitters). "
+        "For DetNet `train_ebn0_db` is the SNR range (default [0, 15] dB).",
+    )
 
     @field_validator("train_ebn0_db")
     @classmethod
@@ -486,6 +494,12 @@ class EvaluateParams(BaseModel):
         description="Classical detectors of uncoded Gray QAM on the same channel and points.",
     )
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Monte Carlo seed.")
+    test_samples: int = Field(
+        default=2000,
+        ge=1,
+        le=100_000,
+        description="CsiNet only: held-out channels NMSE and rho are measured on.",
+    )
 
     @field_validator("ebn0_db")
     @classmethod
@@ -646,6 +660,21 @@ class BerRow(BaseModel):
 class BerOut(BaseModel):
     job_id: int
     rows: list[BerRow]
+
+
+class MetricRow(BaseModel):
+    name: str = Field(description="'nmse_db' and 'rho' (CsiNet), 'ber' (DetNet).")
+    value: float
+    ebn0_db: float | None = Field(description="The SNR in dB the value is at (DetNet's BER).")
+    detail: dict[str, Any] = Field(
+        description="How it was measured (held-out samples, bits, interval, baselines) and "
+        "`untrained`, the same metric of the model before its first step."
+    )
+
+
+class MetricsOut(BaseModel):
+    job_id: int
+    metrics: list[MetricRow]
 
 
 class LossPoint(BaseModel):

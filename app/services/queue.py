@@ -260,8 +260,10 @@ def finish(
     error: str | None = None,
     measurement: dict[str, Any] | None = None,
     ber: list[dict[str, Any]] | None = None,
+    metrics: list[dict[str, Any]] | None = None,
 ) -> int | None:
-    """Write a job's outcome (its measurement row, its BER rows) if `owner` holds its lease.
+    """Write a job's outcome (its measurement row, BER rows, metrics) if `owner` holds its
+    lease.
 
     Returns the measurement's id (None when there is none or the lease was lost).
     """
@@ -281,6 +283,10 @@ def finish(
         from app.services.training import store_ber
 
         store_ber(session, job.id, ber)
+    if metrics is not None:
+        from app.services.training import store_metrics
+
+        store_metrics(session, job.id, metrics)
     session.execute(
         update(Job)
         .where(Job.id == job.id, Job.lease_owner == owner, Job.status == "running")

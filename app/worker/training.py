@@ -45,7 +45,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ import numpy as np
 
 from app.api.schemas import EvaluateParams, TrainParams
 from app.services import training as paths
-from estimator.spec import FamilySpec
+from estimator.spec import AnySpec, FamilySpec, ModelSpec
 
 _log = logging.getLogger("phymem.worker")
 
@@ -131,70 +131,81 @@ class TrainingModel:
     loss: str
 
 
+def _training_inputs(model_spec: Any, nt: int, nr: int, fixed: bool) -> tuple[Any, ...]:
+    """The training model's inputs (message, noise, h) and the decoder's (rx)."""
+    import keras
+
+    dtype = "int32" if model_spec.input_kind == "index" else "float32"
+    message = keras.Input(shape=(model_spec.input_size,), dtype=dtype, name="message")
+    noise = keras.Input(shape=(2 * nr,), dtype="float32", name="noise")
+    h_in = keras.Input(shape=(2 * nr * nt,), dtype="float32", name="h")
+    rx = keras.Input(shape=(2 * nr + (0 if fixed else 2 * nr * nt),), name="rx")
+    return message, noise, h_in, rx
+
+
+def _split_layers(spec: FamilySpec, model_spec: Any, policy: str) -> tuple[list[Any], list[Any]]:
+    """The spec's Keras layers before and after its channel (the channel and noise
+    layers dropped: `MimoChannel` replaces them)."""
+    import keras
+
+    from estimator.layers import resolve
+    from profilers.builders import _layer_group
+
+    unit_energy, _ = _layers()
+    encoder_layers: list[Any] = []
+    decoder_layers: list[Any] = []
+    current = encoder_layers
+    last_index = len(model_spec.layers) - 1
+    for layer, info in zip(model_spec.layers, resolve(model_spec), strict=True):
+        if layer.type in ("complex_channel", "gaussian_noise"):
+            current = decoder_layers
+        elif layer.type == "power_norm":
+            current.append(unit_energy(dtype=policy, name=info.name))
+        else:
+            current.extend(_layer_group(layer, info, policy, info.index == last_index, info.name))
+    if spec.family == "tanh-bae":
+        encoder_layers.append(keras.layers.Rescaling(TANH_SCALE, dtype=policy, name="peak_1"))
+    return encoder_layers, decoder_layers
+
+
+def _chain(layers: list[Any], x: Any) -> Any:
+    for item in layers:
+        x = item(x)
+    return x
+
+
 def build_training_model(spec: FamilySpec, train: TrainParams) -> TrainingModel:
     """The spec's autoencoder with the job's channel in place of the spec's channel layers."""
     import keras
 
     from estimator.engine import model_for
-    from estimator.layers import resolve
-    from profilers.builders import _layer_group, make_optimizer
+    from profilers.builders import make_optimizer
     from profilers.phy.channels import ChannelSpec, fixed_matrix
 
-    unit_energy, mimo_channel = _layers()
+    _, mimo_channel = _layers()
     model_spec = model_for(spec, "framework")
-    resolved = resolve(model_spec)
     keras.utils.set_random_seed(train.seed)
     policy = "mixed_float16" if model_spec.precision == "mixed" else "float32"
     nt, nr = spec.nt, spec.receive_antennas
     channel = ChannelSpec(train.channel, nt, nr, train.cross)
     matrix = None if channel.kind == "rayleigh" else fixed_matrix(channel).real.tolist()
+    message, noise, h_in, rx = _training_inputs(model_spec, nt, nr, matrix is not None)
+    encoder_layers, decoder_layers = _split_layers(spec, model_spec, policy)
 
-    if model_spec.input_kind == "index":
-        message = keras.Input(shape=(model_spec.input_size,), dtype="int32", name="message")
-    else:
-        message = keras.Input(shape=(model_spec.input_size,), dtype="float32", name="message")
-    noise = keras.Input(shape=(2 * nr,), dtype="float32", name="noise")
-    h_in = keras.Input(shape=(2 * nr * nt,), dtype="float32", name="h")
-    rx = keras.Input(shape=(2 * nr + (2 * nr * nt if matrix is None else 0),), name="rx")
-
-    encoder_layers: list[Any] = []
-    decoder_layers: list[Any] = []
-    current = encoder_layers
-    last_index = len(model_spec.layers) - 1
-    for layer, info in zip(model_spec.layers, resolved, strict=True):
-        if layer.type in ("complex_channel", "gaussian_noise"):
-            current = decoder_layers
-            continue
-        if layer.type == "power_norm":
-            current.append(unit_energy(dtype=policy, name=info.name))
-            continue
-        current.extend(_layer_group(layer, info, policy, info.index == last_index, info.name))
-    if spec.family == "tanh-bae":
-        encoder_layers.append(keras.layers.Rescaling(TANH_SCALE, dtype=policy, name="peak_1"))
-
-    x = message
-    for item in encoder_layers:
-        x = item(x)
-    symbols = x
+    symbols = _chain(encoder_layers, message)
     channel_inputs = [symbols, noise] if matrix is not None else [symbols, noise, h_in]
     y = mimo_channel(nt, nr, matrix, dtype=policy, name="mimo_channel")(channel_inputs)
     if matrix is None:
         y = keras.layers.Concatenate(name="with_csi", dtype=policy)([y, h_in])
-    out = y
-    for item in decoder_layers:
-        out = item(out)
     inputs = [message, noise] if matrix is not None else [message, noise, h_in]
-    model = keras.Model(inputs, out, name="phymem_train")
+    model = keras.Model(inputs, _chain(decoder_layers, y), name="phymem_train")
     optimizer = make_optimizer(model_spec.optimizer)
     optimizer.learning_rate = float(train.lr or 0.0)
     model.compile(optimizer=optimizer, loss=model_spec.loss, jit_compile=False)
     model.optimizer.build(model.trainable_variables)  # eagerly, as profilers.builders does
 
-    decoded = rx
-    for item in decoder_layers:
-        decoded = item(decoded)
     encoder = keras.Model(message, symbols, name="encoder")
-    decoder = keras.Model(rx, decoded, name="decoder")
+    decoder = keras.Model(rx, _chain(decoder_layers, rx), name="decoder")
     return TrainingModel(model, encoder, decoder, model_spec.loss)
 
 
@@ -271,37 +282,32 @@ class RunState:
     rng_state: dict[str, Any] | None = None
     peak_bytes: int | None = None
     step_peaks: list[int] = field(default_factory=list)
+    untrained: list[dict[str, Any]] | None = None  # the task's metrics before step 1
 
 
-def save_checkpoint(path: Path, net: TrainingModel, state: RunState) -> None:
+def save_checkpoint(path: Path, model: Any, state: RunState) -> None:
     """Weights, optimizer variables and run state in one file, replaced atomically."""
     arrays: dict[str, np.ndarray] = {}
-    for i, value in enumerate(net.model.get_weights()):
+    for i, value in enumerate(model.get_weights()):
         arrays[f"w{i}"] = value
-    for i, variable in enumerate(net.model.optimizer.variables):
+    for i, variable in enumerate(model.optimizer.variables):
         arrays[f"o{i}"] = np.asarray(variable.numpy())
-    meta = {
-        "step": state.step,
-        "history": state.history,
-        "rng_state": state.rng_state,
-        "peak_bytes": state.peak_bytes,
-        "step_peaks": state.step_peaks,
-    }
+    meta = asdict(state)
     arrays["state"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, **arrays)  # type: ignore[arg-type]
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path, net: TrainingModel) -> RunState | None:
+def load_checkpoint(path: Path, model: Any) -> RunState | None:
     if not path.is_file():
         return None
     with np.load(path) as data:
-        weights = [data[f"w{i}"] for i in range(len(net.model.get_weights()))]
-        slots = [data[f"o{i}"] for i in range(len(net.model.optimizer.variables))]
+        weights = [data[f"w{i}"] for i in range(len(model.get_weights()))]
+        slots = [data[f"o{i}"] for i in range(len(model.optimizer.variables))]
         meta = json.loads(bytes(data["state"]).decode())
-    net.model.set_weights(weights)
-    for variable, value in zip(net.model.optimizer.variables, slots, strict=True):
+    model.set_weights(weights)
+    for variable, value in zip(model.optimizer.variables, slots, strict=True):
         variable.assign(value)
     return RunState(
         step=int(meta["step"]),
@@ -309,6 +315,7 @@ def load_checkpoint(path: Path, net: TrainingModel) -> RunState | None:
         rng_state=meta["rng_state"],
         peak_bytes=meta.get("peak_bytes"),
         step_peaks=list(meta.get("step_peaks") or []),
+        untrained=meta.get("untrained"),
     )
 
 
@@ -398,22 +405,14 @@ def model_link(spec: FamilySpec, train: TrainParams, net: TrainingModel) -> Call
     return link
 
 
-def evaluate_all(
-    spec: FamilySpec,
-    train: TrainParams,
-    evaluate: EvaluateParams,
-    net: TrainingModel,
-    on_point: Callable[[str, float], None],
+def simulate_links(
+    links: list[tuple[str, Any]], evaluate: EvaluateParams, on_point: Callable[[str, float], None]
 ) -> list[dict[str, Any]]:
-    """BER rows of the trained model, then of each baseline, on the evaluation grid."""
-    from profilers.phy.baselines import baseline_link
-    from profilers.phy.channels import ChannelSpec
+    """BER rows of each (name, link) in turn on the evaluation grid; `on_point(name, x)`
+    announces each point before it runs."""
     from profilers.phy.montecarlo import parse_grid, simulate
 
     grid = parse_grid(evaluate.ebn0_db)
-    channel = ChannelSpec(train.channel, spec.nt, spec.receive_antennas, train.cross)
-    links: list[tuple[str, Any]] = [(spec.family, model_link(spec, train, net))]
-    links += [(name, baseline_link(name, spec.k, channel)) for name in evaluate.baselines]
     rows: list[dict[str, Any]] = []
     for name, link in links:
         rest = iter(grid[1:])
@@ -435,6 +434,60 @@ def evaluate_all(
         )
         rows.extend(point.row() for point in points)
     return rows
+
+
+def evaluate_all(
+    spec: FamilySpec,
+    train: TrainParams,
+    evaluate: EvaluateParams,
+    net: TrainingModel,
+    on_point: Callable[[str, float], None],
+) -> list[dict[str, Any]]:
+    """BER rows of the trained model, then of each baseline, on the evaluation grid."""
+    from profilers.phy.baselines import baseline_link
+    from profilers.phy.channels import ChannelSpec
+
+    channel = ChannelSpec(train.channel, spec.nt, spec.receive_antennas, train.cross)
+    links: list[tuple[str, Any]] = [(spec.family, model_link(spec, train, net))]
+    links += [(name, baseline_link(name, spec.k, channel)) for name in evaluate.baselines]
+    return simulate_links(links, evaluate, on_point)
+
+
+@dataclass
+class AutoencoderTask:
+    """The MIMO autoencoders' part of a training job (see `app.worker.seed_tasks.Task`):
+    bits over the job's channel, BER rows of the model and the baselines, no metrics."""
+
+    spec: FamilySpec
+    train: TrainParams
+    evaluation: EvaluateParams
+    net: TrainingModel = field(init=False)
+    model: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.net = build_training_model(self.spec, self.train)
+        self.model = self.net.model
+
+    def batch(self, rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
+        return train_batch(self.spec, self.train, rng)
+
+    def metrics(self, *, untrained: bool = False) -> list[dict[str, Any]]:
+        return []
+
+    def evaluate(self, on_point: Callable[[str, float], None]) -> list[dict[str, Any]]:
+        return evaluate_all(self.spec, self.train, self.evaluation, self.net, on_point)
+
+
+def make_task(spec: AnySpec, train: TrainParams, evaluate: EvaluateParams) -> Any:
+    """The job's task: the family's data, metrics and evaluation."""
+    from app.worker.seed_tasks import make_task as seed_task
+
+    kind = paths.training_kind(spec)
+    if kind == "autoencoder":
+        assert isinstance(spec, FamilySpec)
+        return AutoencoderTask(spec, train, evaluate)
+    assert isinstance(spec, ModelSpec)
+    return seed_task(kind, spec, train, evaluate)
 
 
 # --- The child process --------------------------------------------------------------------
@@ -462,8 +515,157 @@ def _step_runner(model: Any) -> Callable[[list[Any], Any], float]:
     return run
 
 
+@dataclass
+class LoopStats:
+    """What the training loop measured in this attempt."""
+
+    resumed_from: int
+    done_here: int = 0
+    times: list[float] = field(default_factory=list)
+    train_s: float = 0.0
+
+
+def _checkpoint(
+    workdir: Path, model: Any, state: RunState, rng: np.random.Generator, run_peaks: list[int]
+) -> None:
+    state.rng_state = dict(rng.bit_generator.state)
+    if run_peaks:
+        state.peak_bytes = max([*run_peaks, state.peak_bytes or 0])
+        state.step_peaks = run_peaks[-5:]
+    save_checkpoint(workdir / paths.CHECKPOINT_FILE, model, state)
+    write_history(workdir / paths.HISTORY_FILE, state.history)
+
+
+def _train_loop(
+    tf: Any,
+    device: str,
+    task: Any,
+    state: RunState,
+    train: TrainParams,
+    workdir: Path,
+    progress: Progress,
+) -> LoopStats:
+    """Steps from `state.step` to `train.steps`: the allocator peak of each step after the
+    warm-up, a checkpoint every `checkpoint_every` steps, progress as it goes."""
+    from profilers.allocator import _batch_tensor
+
+    total = train.steps
+    rng = np.random.default_rng(train.seed)
+    if state.rng_state is not None:
+        rng.bit_generator.state = state.rng_state
+    stats = LoopStats(resumed_from=state.step)
+    step = _step_runner(task.model)
+    run_peaks: list[int] = []
+    parent = os.getppid()
+    gc.collect()
+    loop_start = time.perf_counter()
+    while state.step < total:
+        if os.getppid() != parent:  # the task that started this run is gone
+            raise Cancelled("the worker process that started this run is gone")
+        inputs_np, labels_np = task.batch(rng)
+        inputs = [_batch_tensor(tf, array) for array in inputs_np]
+        labels = _batch_tensor(tf, labels_np)
+        measured = stats.done_here >= min(WARM_UP_STEPS, max(total - stats.resumed_from - 1, 0))
+        if measured:
+            tf.config.experimental.reset_memory_stats(device)
+        start = time.perf_counter()
+        loss = step(inputs, labels)
+        elapsed = time.perf_counter() - start
+        if measured:
+            run_peaks.append(int(tf.config.experimental.get_memory_info(device)["peak"]))
+            stats.times.append(elapsed)
+        stats.done_here += 1
+        state.step += 1
+        state.history.append((state.step, loss))
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss} at step {state.step}")
+        at_checkpoint = state.step % train.checkpoint_every == 0 or state.step == total
+        if at_checkpoint:
+            _checkpoint(workdir, task.model, state, rng, run_peaks)
+        progress(
+            force=at_checkpoint, step=state.step, loss=loss, progress=min(state.step / total, 0.99)
+        )
+    stats.train_s = time.perf_counter() - loop_start
+    return stats
+
+
+def with_untrained(
+    metrics: list[dict[str, Any]], untrained: list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """Each metric with the untrained model's value beside it (detail["untrained"])."""
+    before = {row["name"]: row["value"] for row in untrained or []}
+    return [
+        {**row, "detail": {**row["detail"], "untrained": before.get(row["name"])}}
+        for row in metrics
+    ]
+
+
+def _result(
+    tf: Any,
+    device: str,
+    state: RunState,
+    stats: LoopStats,
+    rows: list[dict[str, Any]],
+    metrics: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The child's JSON result of a run that finished."""
+    from profilers.allocator import _device_total
+
+    return {
+        "status": "ok",
+        "final_loss": state.history[-1][1] if state.history else None,
+        "steps": state.step,
+        "resumed_from_step": stats.resumed_from,
+        "steps_this_attempt": stats.done_here,
+        "train_s": stats.train_s,
+        "measurement": {
+            "status": "ok" if state.peak_bytes else "failed",
+            "peak_bytes": state.peak_bytes,
+            "step_time_s": sorted(stats.times)[len(stats.times) // 2] if stats.times else None,
+            "step_peaks": state.step_peaks,
+            "tf_version": tf.__version__,
+            "device": device,
+            "device_total_bytes": _device_total(device),
+            "host": platform.node(),
+            "error": None if state.peak_bytes else "no measured training step",
+        },
+        "ber": rows,
+        "metrics": metrics,
+        "artifacts": {
+            "model": paths.MODEL_FILE,
+            "weights": paths.WEIGHTS_FILE,
+            "history": paths.HISTORY_FILE,
+            "checkpoint": paths.CHECKPOINT_FILE,
+        },
+    }
+
+
+def _run(tf: Any, device: str, payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Build (or restore), train, save, evaluate, inside the device scope."""
+    from profilers.allocator import parse_spec
+
+    spec = parse_spec(payload["spec_json"])
+    train = TrainParams.model_validate(payload["train"])
+    evaluate = EvaluateParams.model_validate(payload["evaluate"])
+    workdir = Path(payload["job_dir"])
+    progress(force=True, phase="build", total_steps=train.steps)
+    with tf.device(device):
+        task = make_task(spec, train, evaluate)
+        state = load_checkpoint(workdir / paths.CHECKPOINT_FILE, task.model) or RunState()
+        if state.untrained is None:
+            state.untrained = task.metrics(untrained=True)
+        progress(force=True, phase="train", step=state.step, total_steps=train.steps)
+        stats = _train_loop(tf, device, task, state, train, workdir, progress)
+        task.model.save(workdir / paths.MODEL_FILE)
+        task.model.save_weights(workdir / paths.WEIGHTS_FILE)
+        progress(force=True, phase="evaluate")
+        rows = task.evaluate(lambda _name, ebn0_db: progress(force=True, ebn0_db=ebn0_db))
+        metrics = with_untrained(task.metrics(), state.untrained)
+    return _result(tf, device, state, stats, rows, metrics)
+
+
 def train_and_evaluate(payload: dict[str, Any]) -> dict[str, Any]:
-    """Build (or restore), train, save, evaluate; returns the JSON result."""
+    """The child: build (or restore), train, save, evaluate; returns the JSON result."""
     from profilers.allocator import child_env
 
     device = str(payload.get("device") or "CPU:0")
@@ -471,109 +673,17 @@ def train_and_evaluate(payload: dict[str, Any]) -> dict[str, Any]:
         os.environ.setdefault(key, value)
     import tensorflow as tf
 
-    from profilers.allocator import _batch_tensor, _device_total, parse_spec, pin_threads
+    from profilers.allocator import pin_threads
 
     pin_threads(tf)
-    spec = parse_spec(payload["spec_json"])
-    assert isinstance(spec, FamilySpec)
-    train = TrainParams.model_validate(payload["train"])
-    evaluate = EvaluateParams.model_validate(payload["evaluate"])
     workdir = Path(payload["job_dir"])
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / paths.PID_FILE).write_text(str(os.getpid()))
-    checkpoint = workdir / paths.CHECKPOINT_FILE
     progress = Progress(
         payload.get("database_url"), payload.get("owner"), payload.get("job_id"), workdir
     )
-    total = train.steps
     try:
-        progress(force=True, phase="build", total_steps=total)
-        with tf.device(device):
-            net = build_training_model(spec, train)
-            restored = load_checkpoint(checkpoint, net)
-            state = restored or RunState()
-            rng = np.random.default_rng(train.seed)
-            if state.rng_state is not None:
-                rng.bit_generator.state = state.rng_state
-            resumed_from = state.step
-            progress(force=True, phase="train", step=state.step, total_steps=total)
-            step = _step_runner(net.model)
-            times: list[float] = []
-            run_peaks: list[int] = []
-            done_here = 0
-            parent = os.getppid()
-            gc.collect()
-            loop_start = time.perf_counter()
-            while state.step < total:
-                if os.getppid() != parent:  # the task that started this run is gone
-                    raise Cancelled("the worker process that started this run is gone")
-                inputs_np, labels_np = train_batch(spec, train, rng)
-                inputs = [_batch_tensor(tf, array) for array in inputs_np]
-                labels = _batch_tensor(tf, labels_np)
-                measured = done_here >= min(WARM_UP_STEPS, max(total - resumed_from - 1, 0))
-                if measured:
-                    tf.config.experimental.reset_memory_stats(device)
-                start = time.perf_counter()
-                loss = step(inputs, labels)
-                elapsed = time.perf_counter() - start
-                if measured:
-                    run_peaks.append(int(tf.config.experimental.get_memory_info(device)["peak"]))
-                    times.append(elapsed)
-                done_here += 1
-                state.step += 1
-                state.history.append((state.step, loss))
-                if not math.isfinite(loss):
-                    raise FloatingPointError(f"training loss is {loss} at step {state.step}")
-                at_checkpoint = state.step % train.checkpoint_every == 0 or state.step == total
-                if at_checkpoint:
-                    state.rng_state = dict(rng.bit_generator.state)
-                    if run_peaks:
-                        state.peak_bytes = max([*run_peaks, state.peak_bytes or 0])
-                        state.step_peaks = run_peaks[-5:]
-                    save_checkpoint(checkpoint, net, state)
-                    write_history(workdir / paths.HISTORY_FILE, state.history)
-                progress(
-                    force=at_checkpoint,
-                    step=state.step,
-                    loss=loss,
-                    progress=min(state.step / total, 0.99),
-                )
-            train_s = time.perf_counter() - loop_start
-            net.model.save(workdir / paths.MODEL_FILE)
-            net.model.save_weights(workdir / paths.WEIGHTS_FILE)
-            progress(force=True, phase="evaluate")
-
-            def on_point(_name: str, ebn0_db: float) -> None:
-                progress(force=True, ebn0_db=ebn0_db)
-
-            rows = evaluate_all(spec, train, evaluate, net, on_point)
-        final_loss = state.history[-1][1] if state.history else None
-        return {
-            "status": "ok",
-            "final_loss": final_loss,
-            "steps": state.step,
-            "resumed_from_step": resumed_from,
-            "steps_this_attempt": done_here,
-            "train_s": train_s,
-            "measurement": {
-                "status": "ok" if state.peak_bytes else "failed",
-                "peak_bytes": state.peak_bytes,
-                "step_time_s": sorted(times)[len(times) // 2] if times else None,
-                "step_peaks": state.step_peaks,
-                "tf_version": tf.__version__,
-                "device": device,
-                "device_total_bytes": _device_total(device),
-                "host": platform.node(),
-                "error": None if state.peak_bytes else "no measured training step",
-            },
-            "ber": rows,
-            "artifacts": {
-                "model": paths.MODEL_FILE,
-                "weights": paths.WEIGHTS_FILE,
-                "history": paths.HISTORY_FILE,
-                "checkpoint": paths.CHECKPOINT_FILE,
-            },
-        }
+        return _run(tf, device, payload, progress)
     except tf.errors.ResourceExhaustedError as error:
         return {"status": "oom", "error": str(error).strip()[:2000]}
     except MemoryError as error:
@@ -682,6 +792,7 @@ def record(dispatcher: Any, job: Any, output: dict[str, Any]) -> None:
             result=_succeeded(job, estimate, pair, outcome, placement),
             measurement={**pair, "estimate_id": estimate["id"]},
             ber=outcome["ber"],
+            metrics=outcome.get("metrics") or [],
         )
     _log.info(
         "job %d: trained %d steps (from %d), loss %.4g, %d BER rows",

@@ -1,5 +1,5 @@
 """POST /v1/jobs (API key), GET /v1/jobs/{id}, GET /v1/jobs, DELETE /v1/jobs/{id} (API key),
-and a training job's results: GET /v1/jobs/{id}/ber, /history and /model.
+and a training job's results: GET /v1/jobs/{id}/ber, /metrics, /history and /model.
 
 Submitting work needs the X-API-Key header to match PHYMEM_API_KEY. A server started
 without PHYMEM_API_KEY refuses every submission (403, saying to set it): jobs execute
@@ -26,6 +26,7 @@ from app.api.schemas import (
     JobList,
     JobOut,
     JobRequest,
+    MetricsOut,
     Problem,
     TrainParams,
 )
@@ -162,6 +163,15 @@ def read_ber(job_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep)
     the job has succeeded)."""
     _train_job(session, job_id)
     return {"job_id": job_id, "rows": training.ber_rows(session, job_id)}
+
+
+@router.get("/{job_id}/metrics", response_model=MetricsOut, summary="A training job's metrics")
+def read_metrics(job_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep) -> Any:
+    """CsiNet's NMSE (dB) and rho on its held-out channels, DetNet's BER at 12 dB, each with
+    the untrained model's value in `detail` (empty until the job has succeeded, and for
+    the autoencoders, whose results are their BER rows)."""
+    _train_job(session, job_id)
+    return {"job_id": job_id, "metrics": training.metric_rows(session, job_id)}
 
 
 @router.get(
