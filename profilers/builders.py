@@ -164,6 +164,8 @@ def _layer_group(
 ) -> list[Any]:
     keras = _keras()
     power_norm, complex_channel = _custom_layers()
+    if layer.type in ("conv2d", "reshape", "flatten", "leaky_relu", "detnet_layer"):
+        return _seed_paper_layer(layer, policy, name)
     if layer.type == "dense":
         split = policy == "mixed_float16" and last and layer.activation in ("softmax", "sigmoid")
         if split:
@@ -199,6 +201,12 @@ def _layer_group(
     if layer.type == "complex_channel":
         nt = resolved.in_features // (2 * layer.uses)
         return [complex_channel(nt, layer.nr, layer.uses, dtype=policy, name=name)]
+    raise ValueError(f"unknown layer type {layer.type!r}")
+
+
+def _seed_paper_layer(layer: LayerSpec | BlockLayerSpec, policy: str, name: str) -> list[Any]:
+    """The layers CsiNet and DetNet add: convolutions, views, LeakyReLU, a DetNet iteration."""
+    keras = _keras()
     if layer.type == "conv2d":
         return [
             keras.layers.Conv2D(
