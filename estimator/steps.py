@@ -464,7 +464,7 @@ class StepGenerator:
             if self.defers_kernel_gradients:
                 self.deferred.append((i, gradient))
                 return dx
-        old = self.kernel_gradient(i, None if kernel_first else gradient)
+        old = self.matmul_kernel_gradient(i, None if kernel_first else gradient)
         if kernel_first:
             dx = self.input_gradient(i)
         t.free(old)
@@ -482,7 +482,7 @@ class StepGenerator:
         p = self.p
         return p.model.optimizer == "none" and p.model.loss == "mse" and not p.default_executor
 
-    def kernel_gradient(self, i: int, gradient: int | None) -> int | None:
+    def matmul_kernel_gradient(self, i: int, gradient: int | None) -> int | None:
         """dy^T @ x and its update, then the bias's; the layer's input is released, and
         `gradient` (the incoming one, when the input gradient has run) once read. Returns
         the variable's old buffer when the update copied it (see update)."""
@@ -510,7 +510,7 @@ class StepGenerator:
         """The deferred kernel gradients (defers_kernel_gradients), lowest layer first."""
         self.finishing = sorted(self.deferred)
         for n, (i, gradient) in enumerate(self.finishing):
-            self.t.free(self.kernel_gradient(i, gradient))
+            self.t.free(self.matmul_kernel_gradient(i, gradient))
             if n == 0:  # the layer norms' parameter gradients read them: run by now
                 for late in self.late_gradients:
                     self.t.free(late)
