@@ -202,7 +202,8 @@ class ConvStepGenerator(StepGenerator):
         return self.p.model.batch * self.p.layers[-1].out_features * FLOAT32
 
     def last_computing_layer(self) -> int:
-        return max(i for i, layer in enumerate(self.p.layers) if layer.type not in VIEWS)
+        computing = [i for i, layer in enumerate(self.p.layers) if layer.type not in VIEWS]
+        return computing[-1] if computing else len(self.p.layers) - 1
 
     # -- backward ------------------------------------------------------------------------
 
