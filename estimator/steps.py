@@ -283,9 +283,7 @@ class StepGenerator:
         gradient = self.loss_gradient()
         last = len(p.layers) - 1
         for i in range(last, -1, -1):
-            if i == last and p.model.loss == "mse":
-                self.outputs[i] = None  # the prediction's buffer now holds the gradient
-            elif self.read_by_deferred(i + 1):
+            if self.read_by_deferred(i + 1):
                 pass  # a deferred kernel gradient reads it: its gradient gets a new buffer
             elif p.needs_output(i) or (i == last and not p.fused_softmax_loss):
                 t.free(self.outputs[i])  # read by its own gradient (in place into it)
@@ -559,12 +557,7 @@ class StepGenerator:
         width = p.model.batch * p.layers[i].in_features * FLOAT32
         if self.defers_kernel_gradients:
             return self.layer_norm_backward_alone(i, gradient)
-        if i in self.early:
-            through = self.early.pop(i)[1]
-        else:
-            through = t.alloc(width, row, "gradients", True)
-            for _ in range(2):
-                t.free(t.alloc(width, row, "ephemeral", True))
+        through = (self.early.pop(i) if i in self.early else self.layer_norm_head(i))[1]
         t.free(self.scales.pop(i, None))
         tile = t.alloc(width, row, "ephemeral", True)
         t.free(through)
@@ -572,13 +565,7 @@ class StepGenerator:
         t.free(t.alloc(width, row, "ephemeral", True))  # sub
         t.free(tile)
         self.release_gradient(gradient, keep_late=False)
-        for n, (size, _) in enumerate(self.weights[i]):
-            self.update(i, n, t.alloc(size, row, "gradients"))
-        self.release_input(i)
-        if i > 0:
-            return summed
-        t.free(summed)
-        return None
+        return self.norm_parameters_and_input_gradient(i, summed)
 
     def layer_norm_backward_alone(self, i: int, gradient: int | None) -> int | None:
         """A layer norm's backward when no kernel gradient runs amid it (the executor's
@@ -590,22 +577,14 @@ class StepGenerator:
         row = i + 1
         width = p.model.batch * p.layers[i].in_features * FLOAT32
         tile = t.alloc(width, row, "ephemeral", True)
-        through = t.alloc(width, row, "gradients", True)
-        for _ in range(2):
-            t.free(t.alloc(width, row, "ephemeral", True))
+        through = self.layer_norm_head(i)[1]
         tile_1 = t.alloc(width, row, "ephemeral", True)
         t.free(t.alloc(width, row, "ephemeral", True))  # sub
         t.free(tile)
         t.free(self.scales.pop(i, None))
         t.free(tile_1)
-        for n, (size, _) in enumerate(self.weights[i]):
-            self.update(i, n, t.alloc(size, row, "gradients"))
         self.late_gradients.append(gradient)  # read by the deferred kernel gradient
-        self.release_input(i)
-        if i > 0:
-            return through
-        t.free(through)
-        return None
+        return self.norm_parameters_and_input_gradient(i, through)
 
     def norm_backward(self, i: int, gradient: int | None) -> int | None:
         """Batch/layer norm: the gradient through the normalisation and the moments'
