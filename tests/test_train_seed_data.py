@@ -77,8 +77,11 @@ def test_detection_noise_follows_the_snr_and_zf_inverts_h() -> None:
     np.testing.assert_allclose(detection.zero_forcing(batch.h, clean), batch.x, atol=1e-8)
     state = detection.network_input(batch.h[:2], batch.y[:2], v=8)
     assert state.shape == (2, 4 + 16 + 4 + 8)
-    np.testing.assert_allclose(state[0, :4], batch.h[0].T @ batch.y[0], rtol=1e-5)
-    np.testing.assert_allclose(state[0, 4:20], (batch.h[0].T @ batch.h[0]).ravel(), rtol=1e-5)
+    receivers = batch.h.shape[1]  # the Gram terms of H / sqrt(N)
+    np.testing.assert_allclose(state[0, :4], batch.h[0].T @ batch.y[0] / receivers, rtol=1e-5)
+    np.testing.assert_allclose(
+        state[0, 4:20], (batch.h[0].T @ batch.h[0]).ravel() / receivers, rtol=1e-5
+    )
     assert not state[:, 20:].any()  # x_1 = 0, v_1 = 0
 
 

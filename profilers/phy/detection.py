@@ -7,7 +7,13 @@ N(0, 1) drawn per sample; x in {-1, +1}^K (bit b sent as 1 - 2b); n ~ N(0, sigma
 The SNR is the received signal power per receive antenna over the noise variance,
 E|(H x)_i|^2 / sigma^2 = K / sigma^2, so sigma^2 = K / 10^(SNR/10). The network sees
 H and y only through H^T y and H^T H (Eq. (2)); its first input is
-[H^T y | H^T H (row-major) | x_1 = 0 | v_1 = 0].
+[H^T y / N | H^T H / N (row-major) | x_1 = 0 | v_1 = 0]: the channel as the network sees it
+is normalised to unit expected column energy (H / sqrt(N)), so H^T H sits near the identity
+rather than near N I. Zero forcing, MMSE, the SNR and the Eq. (4) labels do not change (the
+ZF solution is the same for both scalings); what changes is the scale the network's
+weights start from. Measured (benchmarks/csinet_detnet_training.md): without the 1/N, a
+10-layer DetNet after 600 Adam steps detects at BER 0.158 at 12 dB, worse than the matched
+filter; with it, 0.006, below ZF.
 
 The BER links take the SNR in dB where profilers.phy's links take Eb/N0 (for this real
 BPSK model the two differ by a constant; the papers plot against SNR).
@@ -61,10 +67,11 @@ def draw(
 
 
 def network_input(h: FloatArray, y: FloatArray, v: int) -> NDArray[np.float32]:
-    """DetNet's first state [H^T y | H^T H | 0 (x_1) | 0 (v_1)], (B, 2K + K^2 + v)."""
-    batch, k = h.shape[0], h.shape[2]
-    hty = np.einsum("bnk,bn->bk", h, y)
-    hth = np.einsum("bnk,bnj->bkj", h, h).reshape(batch, -1)
+    """DetNet's first state [H^T y / N | H^T H / N | 0 (x_1) | 0 (v_1)], (B, 2K + K^2 + v):
+    the Gram terms of the channel normalised to unit column energy (see the module)."""
+    batch, receivers, k = h.shape
+    hty = np.einsum("bnk,bn->bk", h, y) / receivers
+    hth = np.einsum("bnk,bnj->bkj", h, h).reshape(batch, -1) / receivers
     zeros = np.zeros((batch, k + v))
     return np.concatenate([hty, hth, zeros], axis=1).astype(np.float32)
 
