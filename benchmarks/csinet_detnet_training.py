@@ -78,17 +78,17 @@ def _csinet_rows(args: argparse.Namespace) -> list[str]:
     return rows
 
 
-def _detnet_row(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+def _detnet_row(args: argparse.Namespace, layers: int, steps: int) -> tuple[str, dict[str, Any]]:
     from estimator.families import detnet
 
-    spec = detnet(20, 30, args.detnet_layers, batch=args.detnet_batch)
-    train = {"steps": args.detnet_steps, "batch": args.detnet_batch, "lr": args.detnet_lr}
+    spec = detnet(20, 30, layers, batch=args.detnet_batch)
+    train = {"steps": steps, "batch": args.detnet_batch, "lr": args.detnet_lr}
     evaluate = {"ebn0_db": "0:15:3", "target_errors": 500, "max_bits": 2_000_000}
     out = _run(spec, train, evaluate)
     ber = _metric(out, "ber")
     d = ber["detail"]
     row = (
-        f"| 20 x 30, L = {args.detnet_layers} | {args.detnet_steps} x {args.detnet_batch} | "
+        f"| 20 x 30, L = {layers} | {steps} x {args.detnet_batch} | "
         f"{d['untrained']:.3f} | **{ber['value']:.4f}** [{d['ci_low']:.4f}, {d['ci_high']:.4f}] "
         f"| {d['zf_ber']:.4f} | {d['mmse_ber']:.4f} | {DETNET_PAPER_BER_12DB} (L = 90) | "
         f"{out['train_s']:.0f} |"
@@ -96,7 +96,7 @@ def _detnet_row(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     return row, out
 
 
-def _report(args: argparse.Namespace, csinet: list[str], detnet: str, curve: Any) -> str:
+def _report(args: argparse.Namespace, csinet: list[str], detnet: list[str], curve: Any) -> str:
     command = "PYTHONPATH=. .venv/bin/python -m benchmarks.csinet_detnet_training"
     if args.quick:
         command += " --quick"
@@ -125,9 +125,10 @@ def _report(args: argparse.Namespace, csinet: list[str], detnet: str, curve: Any
         "| K x N, layers | steps x batch | BER untrained | BER trained [95% CI] | ZF | MMSE | "
         "paper DetNet | train s |",
         "|---|---|---|---|---|---|---|---|",
-        detnet,
+        *detnet,
         "",
-        "BER rows of the same run (SNR in dB; detnet, then zf and mmse):",
+        f"BER rows of the first run (L = {args.detnet_layers[0]}; SNR in dB; detnet, then zf "
+        "and mmse):",
         "",
         "| detector | " + " | ".join(f"{p:g} dB" for p in curve["grid"]) + " |",
         "|---|" + "---|" * len(curve["grid"]),
@@ -181,22 +182,29 @@ def main() -> None:
     parser.add_argument("--csinet-steps", type=int, default=400)
     parser.add_argument("--csinet-batch", type=int, default=64)
     parser.add_argument("--csinet-lr", type=float, default=2e-3)
-    parser.add_argument("--detnet-layers", type=int, default=10)
-    parser.add_argument("--detnet-steps", type=int, default=600)
+    parser.add_argument("--detnet-layers", type=int, nargs="+", default=[10, 30])
+    parser.add_argument(
+        "--detnet-steps", type=int, nargs="+", default=[1500, 2000], help="One per depth."
+    )
     parser.add_argument("--detnet-batch", type=int, default=256)
     parser.add_argument("--detnet-lr", type=float, default=1e-3)
     args = parser.parse_args()
     if args.quick:
-        args.gammas, args.csinet_steps, args.detnet_steps = ["1/16"], 20, 20
+        args.gammas, args.csinet_steps = ["1/16"], 20
+        args.detnet_layers, args.detnet_steps = [3], [20]
+    if len(args.detnet_steps) != len(args.detnet_layers):
+        parser.error("--detnet-steps: give one value per --detnet-layers value")
     csinet = _csinet_rows(args)
-    detnet, out = _detnet_row(args)
-    report = _report(args, csinet, detnet, _curve(out))
+    depths = zip(args.detnet_layers, args.detnet_steps, strict=True)
+    runs = [_detnet_row(args, layers, steps) for layers, steps in depths]
+    out = runs[0][1]
+    report = _report(args, csinet, [row for row, _ in runs], _curve(out))
     if args.quick:
         print(report)
         return
     OUT.write_text(report)
     print(report)
-    print(json.dumps({"detnet_wall_s": out["wall_s"]}))
+    print(json.dumps({"detnet_wall_s": [run["wall_s"] for _, run in runs]}))
 
 
 if __name__ == "__main__":
