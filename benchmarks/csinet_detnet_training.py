@@ -160,7 +160,7 @@ GAPS = [
     "- DetNet, depth and training length: the paper trains 90 layers for 20,000",
     "  mini-batches of 1000 per SNR value (Adam from 1e-4 with decay); these runs train 10",
     "  and 30 layers for 1500 and 2000 steps of 256 at 1e-3. Both beat zero forcing at",
-    "  12 dB; the 30-layer network also beats MMSE and comes within about 1.4x of the",
+    "  12 dB; the 30-layer network also beats MMSE and comes within about 1.3x of the",
     "  paper's 90-layer value, which is not reproduced exactly (fewer layers, far fewer",
     "  samples). The 10-layer network's curve flattens at high SNR (at 15 dB it is above",
     "  ZF), the error floor of a detector too shallow to invert H^T H.",
