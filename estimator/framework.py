@@ -47,7 +47,9 @@ if TYPE_CHECKING:
     from estimator.layers import ResolvedLayer
     from estimator.spec import ModelSpec
 
-BASIS = "tensorflow-2.21-cpu-bfc"  # the allocator and runtime the sequence was traced on
+# the allocator and runtime the sequence was traced on: TF 2.21's CPU BFC allocator with
+# oneDNN's kernels (profilers.allocator sets TF_ENABLE_ONEDNN_OPTS=1 where it measures)
+BASIS = "tensorflow-2.21-cpu-bfc"
 RESIDENT_BYTES = 0  # nothing outside the allocator is counted by get_memory_info
 
 

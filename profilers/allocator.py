@@ -67,6 +67,13 @@ from estimator.spec import FamilySpec, ModelSpec, canonical_json
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULT_PREFIX = "PHYMEM_RESULT "
 CHILD_ENV = {
+    # oneDNN's CPU kernels, which framework mode was traced with (estimator.framework.BASIS).
+    # TF turns them on by default only on CPUs with AVX512 VNNI/BF16 or AMX; elsewhere (an
+    # AVX2 AMD EPYC, seen here) its Eigen kernels run, and Eigen's Conv2DBackpropFilter
+    # takes a 28 MB temporary on CsiNet 1/16 at batch 32 (65.0 MB measured against 36.2 MB
+    # modelled; `python -m profilers.trace explain`): set, so that every host measures the
+    # same kernels.
+    "TF_ENABLE_ONEDNN_OPTS": "1",
     "TF_CPP_MIN_LOG_LEVEL": "2",
     "OMP_NUM_THREADS": "1",
     "PYTHONHASHSEED": "0",
@@ -299,7 +306,6 @@ def measure_in_subprocess(
     if memory_limit_bytes is not None:
         command += ["--memory-limit-bytes", str(memory_limit_bytes)]
     env = {**os.environ, **child_env(device)}
-    env.pop("TF_ENABLE_ONEDNN_OPTS", None)  # keep TF's default (oneDNN on)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
     )

@@ -700,7 +700,6 @@ def child_environment(device: str, base: Mapping[str, str]) -> dict[str, str]:
     from profilers.allocator import REPO_ROOT, child_env
 
     env = {**base, **child_env(device)}
-    env.pop("TF_ENABLE_ONEDNN_OPTS", None)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO_ROOT), base.get("PYTHONPATH", "")) if p
     )
