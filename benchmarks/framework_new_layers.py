@@ -123,9 +123,33 @@ GENERIC: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
+# DetNet (the `detnet` family: its training graph, Eq. (4) loss): (K, N, L, B, optimizer).
+# The first two are the configs estimator/detnet_steps.py's rules were read off; the
+# others are off that grid (other K, L, B and optimizers).
+DETNET_TRACED = ((4, 6, 2, 64, "adam"), (4, 6, 3, 256, "adam"))
+DETNET_OFF_GRID = (
+    (8, 12, 6, 300, "adam"),
+    (20, 30, 10, 1000, "adam"),
+    (20, 30, 3, 64, "adam"),
+    (20, 30, 5, 500, "sgd"),
+    (12, 16, 8, 200, "none"),
+    (6, 8, 4, 2000, "adam"),
+)
+
+
+def _detnet() -> list[tuple[str, ModelSpec]]:
+    found: list[tuple[str, ModelSpec]] = []
+    for traced, group in ((True, DETNET_TRACED), (False, DETNET_OFF_GRID)):
+        for k, n, layers, batch, optimizer in group:
+            spec = detnet(k, n, layers, batch=batch, optimizer=optimizer)
+            mark = " (traced)" if traced else ""
+            found.append((f"detnet K={k} L={layers} B={batch} {optimizer}{mark}", spec))
+    return found
+
+
 def configs() -> list[tuple[str, ModelSpec]]:
-    """CsiNet as the issue lists it, then single-layer-type generic specs."""
-    return _csinet() + [_generic(name, data) for name, data in GENERIC]
+    """CsiNet as the issue lists it, single-layer-type generic specs, then DetNet."""
+    return _csinet() + [_generic(name, data) for name, data in GENERIC] + _detnet()
 
 
 def _load() -> dict[str, list[dict[str, Any]]]:
@@ -135,10 +159,12 @@ def _load() -> dict[str, list[dict[str, Any]]]:
     return {}
 
 
-def measure(runs: int) -> None:
+def measure(runs: int, only: str = "") -> None:
     cache = _load()
     for round_ in range(runs):
         for name, spec in configs():
+            if not name.startswith(only):
+                continue
             done = cache.setdefault(canonical_json(spec), [])
             if len(done) > round_:
                 continue
@@ -226,9 +252,10 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=("measure", "report"))
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--only", default="", help="measure the configs named with this prefix")
     args = parser.parse_args(argv)
     if args.command == "measure":
-        measure(args.runs)
+        measure(args.runs, args.only)
     text = report()
     if args.command == "report":
         status = ""
