@@ -13,6 +13,7 @@ and reports the largest per-step `get_memory_info` peak. Read it in this order:
   estimator/steps.py     the allocation sequence: build, constants, one step skeleton with
                          a forward and a backward rule per layer type, both precisions;
   estimator/conv_steps.py  the rules of CsiNet's layers (conv2d, views, leaky_relu, residual);
+  estimator/detnet_steps.py  DetNet's training graph (detnet_layer, the Eq. (4) loss);
   this module            the cost model: generate, replay, report the tensors alive at the
                          peak as per-layer rows, and the bound no execution order exceeds.
 
@@ -37,7 +38,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from estimator import budget as work_budget
-from estimator import conv_steps
+from estimator import conv_steps, detnet_steps
 from estimator.bfc import BFC_ALIGNMENT, Bfc, Chunk, largest_chunk
 from estimator.costs import Allocation, CostRow, align_up, layer_row
 from estimator.rewrites import CPU_DEVICE_MEMORY_LIMIT, rewritten_batch_norm
@@ -141,12 +142,22 @@ def upper_bound(plan: StepPlan, modelled: Peak) -> int:
     """
     if plan.default_executor:
         return max(modelled.any_layout, modelled.bytes)
+    if detnet_steps.handles(plan):  # DetNet's orders (estimator.detnet_steps)
+        others = [simulate(trace).any_layout for trace in detnet_steps.other_orders(plan)]
+        return max(modelled.any_layout, modelled.bytes, *others)
     if conv_steps.handles(plan.layers):  # its rules add orders of their own
         others = [simulate(trace).any_layout for trace in conv_steps.other_orders(plan)]
         return max(modelled.any_layout, modelled.bytes, *others)
     matmuls = frozenset(i for i, layer in enumerate(plan.layers) if layer.type in MATMULS)
     flipped = simulate(StepGenerator(replace(plan, flipped=matmuls)).run())
     return max(modelled.any_layout, flipped.any_layout, modelled.bytes)
+
+
+def generate(plan: StepPlan) -> Trace:
+    """The process's allocation sequence under the rules the model needs."""
+    if detnet_steps.handles(plan):
+        return detnet_steps.generate(plan)
+    return conv_steps.generate(plan)
 
 
 class FrameworkCostModel:
@@ -175,7 +186,7 @@ class FrameworkCostModel:
 
     def generate(self, model: ModelSpec, layers: list[ResolvedLayer]) -> Trace:
         """The process's allocation sequence (what `simulate` replays)."""
-        return conv_steps.generate(self.step_plan(model, layers))
+        return generate(self.step_plan(model, layers))
 
     def rows(self, model: ModelSpec, layers: list[ResolvedLayer]) -> list[CostRow]:
         return self.bounded_rows(model, layers)[0]
@@ -185,7 +196,7 @@ class FrameworkCostModel:
     ) -> tuple[list[CostRow], int]:
         """The rows alive at the simulated peak, and `upper_bound`."""
         plan = self.step_plan(model, layers)
-        trace = conv_steps.generate(plan)
+        trace = generate(plan)
         peak = simulate(trace)
         upper = upper_bound(plan, peak)
         per_row: list[list[Allocation]] = [[] for _ in range(len(layers) + 1)]
