@@ -126,8 +126,14 @@ GENERIC: list[tuple[str, dict[str, Any]]] = [
 # DetNet (the `detnet` family: its training graph, Eq. (4) loss): (K, N, L, B, optimizer).
 # The first two are the configs estimator/detnet_steps.py's rules were read off; the
 # others are off that grid (other K, L, B and optimizers).
-DETNET_TRACED = ((4, 6, 2, 64, "adam"), (4, 6, 3, 256, "adam"))
+DETNET_TRACED = (
+    (4, 6, 2, 64, "adam"),
+    (3, 5, 3, 100, "adam"),
+    (3, 5, 3, 100, "sgd"),
+    (3, 5, 3, 100, "none"),
+)
 DETNET_OFF_GRID = (
+    (4, 6, 3, 256, "adam"),
     (8, 12, 6, 300, "adam"),
     (20, 30, 10, 1000, "adam"),
     (20, 30, 3, 64, "adam"),
