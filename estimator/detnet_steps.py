@@ -56,6 +56,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from estimator.bfc import BFC_ALIGNMENT
+from estimator.costs import Category
 from estimator.steps import (
     FLOAT32,
     MEASURED_STEPS,
@@ -66,7 +68,6 @@ from estimator.steps import (
     StepPlan,
     Trace,
 )
-from estimator.bfc import BFC_ALIGNMENT
 
 # The step graph's small constants (8-byte slice bounds and strides, shapes, 4-byte
 # scalars), allocated before the first step and kept: 114 at L = 2, 159 at L = 3 (traced)
@@ -103,9 +104,9 @@ class DetNetStepGenerator(StepGenerator):
         """Bytes of a batch of `values` float32 values per sample."""
         return self.p.model.batch * values * FLOAT32
 
-    def a(self, values: int, row: int, category: str = "ephemeral") -> int:
+    def a(self, values: int, row: int, category: Category = "ephemeral") -> int:
         """Allocate a per-sample float32 tensor of `values` values."""
-        return self.t.alloc(self.per(values), row, category, True)  # type: ignore[arg-type]
+        return self.t.alloc(self.per(values), row, category, True)
 
     def run(self) -> Trace:
         t, p = self.t, self.p

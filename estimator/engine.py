@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -221,7 +222,7 @@ def check_traced(model: ModelSpec, mode: Mode) -> None:
         )
 
 
-def _check_detnet(model: ModelSpec, kinds: list[tuple[int, str]]) -> None:
+def _check_detnet(model: ModelSpec, kinds: Sequence[tuple[int, str]]) -> None:
     """DetNet's traced graph: every layer a detnet_layer, the detnet loss."""
     others = [(i, kind) for i, kind in kinds if kind != "detnet_layer"]
     if others:
@@ -232,9 +233,9 @@ def _check_detnet(model: ModelSpec, kinds: list[tuple[int, str]]) -> None:
         )
     if model.loss != "detnet":
         raise InvalidSpec(
-            "loss",
-            "framework mode models detnet_layer only with the detnet loss (Eq. (4)); "
-            "use --mode paper",
+            "layers[0] (detnet_layer)",
+            f"framework mode models detnet_layer only in DetNet's training graph (loss "
+            f"detnet, Eq. (4)), not with loss {model.loss!r}; use --mode paper",
         )
 
 

@@ -1,7 +1,8 @@
 """CsiNet and DetNet as family specs over the API: the same pydantic spec as the CLI's
 (estimator.spec.CsiNetSpec / DetNetSpec), expanded to the layer list the engine counts and
 the database stores; bad values are 422s naming the field; framework mode estimates both
-(DetNet's mixed precision a 422 naming the field). On SQLite and PostgreSQL (the `client` fixture)."""
+(DetNet's mixed precision a 422 naming the field). On SQLite and PostgreSQL (the `client`
+fixture)."""
 
 from __future__ import annotations
 

@@ -130,7 +130,7 @@ DETNET_LAYER: dict[str, Any] = {"type": "detnet_layer", "transmitters": 2, "hidd
     [
         (_model([RESHAPE, CONV, FLATTEN], precision="mixed"), "precision"),
         (detnet(4, 6, 2, batch=8).model_copy(update={"precision": "mixed"}), "precision"),
-        (_model([DETNET_LAYER], input_size=12), "loss"),  # DetNet's layer, another loss
+        (_model([DETNET_LAYER], input_size=12), "layers[0] (detnet_layer)"),  # loss mse
         (_model([DETNET_LAYER, DENSE], input_size=12, loss="detnet"), "layers[1] (dense)"),
         (_model([DENSE], input_size=12, loss="detnet"), "layers[0] (dense)"),
     ],
