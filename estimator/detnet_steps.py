@@ -42,18 +42,22 @@ What they show, per layer (H = 8K hidden units, all sizes per sample, float32):
   one's buffer: the gradient handed down.
 
 The executor's order of independent nodes is not the same in every process
-(profilers/allocator.py), and the traces show two orders that move the peak: the
+(profilers/allocator.py), and the traces show three choices that move the peak: the
 estimates' padded gradients of every layer made at the start of the backward pass (the
-modelled order, the (3, 5, 3, 100) traces) or each just before the sum that reads it (the
-(4, 6, 2, 64) trace); and W1's kernel gradient run late, after the next layer's first
-kernel gradients (keeping its input and its ReLU's gradient alive). `other_orders` gives
-the orders estimator.framework.upper_bound also covers. Not traced: mixed precision
+(3, 5, 3, 100) traces) or each just before the sum that reads it (the (4, 6, 2, 64)
+trace); W1's kernel gradient run late, after the next layer's first kernel gradients
+(keeping its input and its ReLU's gradient alive: the Adam traces' last layer); W1's and
+W3's kernel gradients run after the state's padded gradients (keeping W3's input and g's
+v slice alive too: the SGD and no-optimizer traces). `modelled_order` is the rows' order
+(the traced one for Adam, and for SGD); `other_orders` gives the other seven combinations,
+which estimator.framework.upper_bound also covers. Not traced: mixed precision
 (refused by the engine), DetNet layers beside other layer types or with another loss
 (refused), the default executor.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from estimator.bfc import BFC_ALIGNMENT
@@ -87,12 +91,13 @@ class Order:
 
     estimates_early: bool = True  # every layer's estimates gradient made at the start
     late_w1: bool = True  # W1's kernel gradient after the next layer's first ones
+    late_w3: bool = False  # W1's and W3's kernel gradients after the state's gradients
 
 
 class DetNetStepGenerator(StepGenerator):
     """StepGenerator with the rules of the module docstring."""
 
-    def __init__(self, plan: StepPlan, order: Order = Order()) -> None:
+    def __init__(self, plan: StepPlan, order: Order) -> None:
         first = plan.layers[0].spec
         self.k = getattr(first, "transmitters", 1)
         self.hidden = getattr(first, "hidden", 8 * self.k)
@@ -286,30 +291,47 @@ class DetNetStepGenerator(StepGenerator):
         dv = self.a(2 * k, row)
         t.free(gradient)
         t.free(self.a(self.hidden, row))  # W3's, added into dz
-        self.dense_gradient(i, 5)
-        t.free(dv)
+        kept["dv"] = dv  # read by W3's kernel gradient
+        if not self.order.late_w3:
+            self.w3_gradient(i)
         self.dense_gradient(i, 3)
         t.free(dlinear)
-        t.free(kept.pop("relu"))
+        if not self.order.late_w3:
+            t.free(kept.pop("relu"))  # W2's and W3's input, read by both kernel gradients
         self.run_late_w1()
-        if self.order.late_w1:
-            self.pending_w1.append(i)
-        else:
+        in_order = not (self.order.late_w1 or self.order.late_w3)
+        if in_order:
             self.w1_gradient(i)
         dz_in = self.a(5 * k, row, "gradients")
-        if not self.order.late_w1:
+        if in_order:
             t.free(dz)
         else:
             kept["dz"] = dz
         if not above:
             t.free(dz_in)
+            self.finish_late(i)
             return None
         return self.state_gradient(i, dz_in, pieces)
+
+    def w3_gradient(self, i: int) -> None:
+        self.dense_gradient(i, 5)
+        self.t.free(self.kept[i].pop("dv"))
 
     def w1_gradient(self, i: int) -> None:
         self.dense_gradient(i, 1)
         self.t.free(self.kept[i].pop("z"))
         self.t.free(self.kept[i].pop("dz", None))
+
+    def finish_late(self, i: int) -> None:
+        """The kernel gradients an order runs after the state's padded gradients: W1's
+        then W3's (Order.late_w3, the SGD traces), or W1's in the next layer (late_w1)."""
+        if self.order.late_w3 and not self.order.late_w1:
+            self.w1_gradient(i)
+        if self.order.late_w3:
+            self.w3_gradient(i)
+            self.t.free(self.kept[i].pop("relu"))
+        if self.order.late_w1:
+            self.pending_w1.append(i)
 
     def run_late_w1(self) -> None:
         for i in self.pending_w1:
@@ -340,6 +362,7 @@ class DetNetStepGenerator(StepGenerator):
         t.free(dz_in)
         padded.append(self.a(width, row, "gradients"))
         t.free(dv)
+        self.finish_late(i)
         below = self.estimate_grads.pop(i - 1, None)
         if below is None:
             below = self.estimate_gradient(i - 1)
@@ -348,11 +371,22 @@ class DetNetStepGenerator(StepGenerator):
         return padded[0]
 
 
-def generate(plan: StepPlan, order: Order = Order()) -> Trace:
-    return DetNetStepGenerator(plan, order).run()
+def modelled_order(plan: StepPlan) -> Order:
+    """The order the rows follow: as the Adam traces ran it, and with SGD (no optimizer:
+    SGD at rate 0) the kernel gradients of W1 and W3 after the state's gradients, as the
+    SGD and no-optimizer traces ran them."""
+    if plan.model.optimizer == "adam":
+        return Order(estimates_early=True, late_w1=True, late_w3=False)
+    return Order(estimates_early=True, late_w1=False, late_w3=True)
+
+
+def generate(plan: StepPlan, order: Order | None = None) -> Trace:
+    return DetNetStepGenerator(plan, order or modelled_order(plan)).run()
 
 
 def other_orders(plan: StepPlan) -> list[Trace]:
-    """The orders the bound covers beside the modelled one (see the module docstring)."""
-    orders = (Order(True, False), Order(False, False), Order(False, True))
-    return [generate(plan, order) for order in orders]
+    """The orders the bound covers beside the modelled one: every combination of the
+    three choices the traces show (see the module docstring)."""
+    modelled = modelled_order(plan)
+    orders = [Order(*flags) for flags in itertools.product((True, False), repeat=3)]
+    return [generate(plan, order) for order in orders if order != modelled]

@@ -152,7 +152,7 @@ def test_framework_mode_estimates_detnet_and_bounds_every_order() -> None:
     plan = StepPlan(model, resolve(model), None)
     orders = [simulate(detnet_steps.generate(plan))]
     orders += [simulate(trace) for trace in detnet_steps.other_orders(plan)]
-    assert len(orders) == 4 and result.total_bytes == orders[0].bytes
+    assert len(orders) == 8 and result.total_bytes == orders[0].bytes
     assert len({order.bytes for order in orders}) > 1  # the orders do differ
     assert all(result.upper_bytes >= order.any_layout >= order.bytes for order in orders)
 
