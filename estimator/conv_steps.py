@@ -48,8 +48,8 @@ gives the orders the bound (estimator.framework.upper_bound) also covers: every 
 gradient (conv and Dense) deferred to the end of the backward pass, the latest any order
 can run it, so every layer's input and incoming gradient lives longest; every Dense's
 kernel gradient first (as for Dense models); both. Not traced: mixed precision (refused by
-the engine), grappler's AddN rewrite (estimator.rewrites) with these layers, DetNet's layer
-and loss (refused).
+the engine), grappler's AddN rewrite (estimator.rewrites) with these layers. DetNet's
+layer and loss have rules of their own (estimator/detnet_steps.py).
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -199,43 +200,42 @@ def model_for(spec: FamilySpec | ModelSpec, mode: Mode) -> ModelSpec:
     return cast("ModelSpec", spec)
 
 
-# Layer types whose allocations no BFC trace has been read for (estimator/steps.py and
-# estimator/conv_steps.py hold the traced ones).
-UNTRACED_LAYER_TYPES = ("detnet_layer",)
-
-
 def check_traced(model: ModelSpec, mode: Mode) -> None:
     """Refuse, naming the field, a framework-mode estimate of what no traced sequence
-    covers: a guessed sequence would be a silently wrong number."""
+    covers: a guessed sequence would be a silently wrong number. DetNet is traced as the
+    graph its training job trains (estimator/detnet_steps.py): detnet layers only, with
+    the detnet loss, in float32."""
     if mode != "framework":
         return
     kinds = [(i, layer.type) for i, layer in enumerate(model.layers)]
-    untraced = [(i, kind) for i, kind in kinds if kind in UNTRACED_LAYER_TYPES]
-    # A seed family (csinet, detnet) was written without layers or a loss: blame the mode.
-    family = getattr(model, "seed_family", "")
-    if untraced:
-        names = ", ".join(dict.fromkeys(kind for _, kind in untraced))
-        if family:
-            raise InvalidSpec(
-                "mode",
-                f"framework mode has no traced model of {family}'s layers ({names}) yet; "
-                "use mode 'paper'",
-            )
-        raise InvalidSpec(
-            f"layers[{untraced[0][0]}] ({untraced[0][1]})",
-            f"framework mode has no traced model of {names} yet; use --mode paper",
-        )
-    if model.loss == "detnet":
-        raise InvalidSpec(
-            "mode" if family else "loss",
-            "framework mode has no traced model of the detnet loss yet; use mode 'paper'",
-        )
+    detnet = [(i, kind) for i, kind in kinds if kind == "detnet_layer"]
+    if detnet or model.loss == "detnet":
+        _check_detnet(model, kinds)
     conv = [(i, kind) for i, kind in kinds if kind in CONV_LAYER_TYPES]
-    if conv and model.precision == "mixed":
+    traced = "detnet_layer" if detnet else (conv[0][1] if conv else "")
+    where = (detnet or conv or [(0, "")])[0][0]
+    if traced and model.precision == "mixed":
         raise InvalidSpec(
             "precision",
-            f"framework mode has no traced mixed-precision model of {conv[0][1]} "
-            f"(layers[{conv[0][0]}]) yet; use precision fp32 or --mode paper",
+            f"framework mode has no traced mixed-precision model of {traced} "
+            f"(layers[{where}]) yet; use precision fp32 or --mode paper",
+        )
+
+
+def _check_detnet(model: ModelSpec, kinds: Sequence[tuple[int, str]]) -> None:
+    """DetNet's traced graph: every layer a detnet_layer, the detnet loss."""
+    others = [(i, kind) for i, kind in kinds if kind != "detnet_layer"]
+    if others:
+        raise InvalidSpec(
+            f"layers[{others[0][0]}] ({others[0][1]})",
+            "framework mode models detnet_layer only in DetNet's training graph (detnet "
+            "layers only, loss detnet); use --mode paper",
+        )
+    if model.loss != "detnet":
+        raise InvalidSpec(
+            "layers[0] (detnet_layer)",
+            f"framework mode models detnet_layer only in DetNet's training graph (loss "
+            f"detnet, Eq. (4)), not with loss {model.loss!r}; use --mode paper",
         )
 
 

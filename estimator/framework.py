@@ -13,6 +13,7 @@ and reports the largest per-step `get_memory_info` peak. Read it in this order:
   estimator/steps.py     the allocation sequence: build, constants, one step skeleton with
                          a forward and a backward rule per layer type, both precisions;
   estimator/conv_steps.py  the rules of CsiNet's layers (conv2d, views, leaky_relu, residual);
+  estimator/detnet_steps.py  DetNet's training graph (detnet_layer, the Eq. (4) loss);
   this module            the cost model: generate, replay, report the tensors alive at the
                          peak as per-layer rows, and the bound no execution order exceeds.
 
@@ -37,7 +38,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from estimator import budget as work_budget
-from estimator import conv_steps
+from estimator import conv_steps, detnet_steps
 from estimator.bfc import BFC_ALIGNMENT, Bfc, Chunk, largest_chunk
 from estimator.costs import Allocation, CostRow, align_up, layer_row
 from estimator.rewrites import CPU_DEVICE_MEMORY_LIMIT, rewritten_batch_norm
@@ -96,7 +97,7 @@ def simulate(trace: Trace) -> Peak:
     bfc = Bfc()
     chunks: dict[int, Chunk] = {}
     held: dict[int, int] = {}  # tensor -> the bytes the bound counts for it
-    peak, at, live = -1, -1, []
+    peak, at = -1, -1
     any_layout, counted = 0, 0
     budget = work_budget.current()  # charged as the replay runs (estimator.budget)
     work = 0
@@ -115,14 +116,27 @@ def simulate(trace: Trace) -> Peak:
                 any_layout = max(any_layout, counted)
                 if bfc.in_use > peak:
                     peak, at = bfc.in_use, n
-                    live = [(tensor, chunk.size) for tensor, chunk in chunks.items()]
-                    work += len(live)
+                    work += len(chunks)  # the live tensors' cost (read back by _live_at)
         elif ~event in chunks:
             counted -= held.pop(~event)
             bfc.release(chunks.pop(~event))
     if budget is not None:
         budget.charge(work)
-    return Peak(peak, live, trace.events[at], any_layout)
+    return Peak(peak, _live_at(trace, at), trace.events[at], any_layout)
+
+
+def _live_at(trace: Trace, at: int) -> list[tuple[int, int]]:
+    """The live tensors and their chunks after event `at`, replayed again: the replay is
+    deterministic, and one more pass is cheaper than copying the live set at every new
+    peak (a DetNet step's peak rises with each of its many small forward tensors)."""
+    bfc = Bfc()
+    chunks: dict[int, Chunk] = {}
+    for event in trace.events[: at + 1]:
+        if event >= 0:
+            chunks[event] = bfc.allocate(trace.tensors[event].size)
+        elif ~event in chunks:
+            bfc.release(chunks.pop(~event))
+    return [(tensor, chunk.size) for tensor, chunk in chunks.items()]
 
 
 def upper_bound(plan: StepPlan, modelled: Peak) -> int:
@@ -143,12 +157,22 @@ def upper_bound(plan: StepPlan, modelled: Peak) -> int:
     """
     if plan.default_executor:
         return max(modelled.any_layout, modelled.bytes)
+    if detnet_steps.handles(plan):  # DetNet's orders (estimator.detnet_steps)
+        others = [simulate(trace).any_layout for trace in detnet_steps.other_orders(plan)]
+        return max(modelled.any_layout, modelled.bytes, *others)
     if conv_steps.handles(plan.layers):  # its rules add orders of their own
         others = [simulate(trace).any_layout for trace in conv_steps.other_orders(plan)]
         return max(modelled.any_layout, modelled.bytes, *others)
     matmuls = frozenset(i for i, layer in enumerate(plan.layers) if layer.type in MATMULS)
     flipped = simulate(StepGenerator(replace(plan, flipped=matmuls)).run())
     return max(modelled.any_layout, flipped.any_layout, modelled.bytes)
+
+
+def generate(plan: StepPlan) -> Trace:
+    """The process's allocation sequence under the rules the model needs."""
+    if detnet_steps.handles(plan):
+        return detnet_steps.generate(plan)
+    return conv_steps.generate(plan)
 
 
 class FrameworkCostModel:
@@ -177,7 +201,7 @@ class FrameworkCostModel:
 
     def generate(self, model: ModelSpec, layers: list[ResolvedLayer]) -> Trace:
         """The process's allocation sequence (what `simulate` replays)."""
-        return conv_steps.generate(self.step_plan(model, layers))
+        return generate(self.step_plan(model, layers))
 
     def rows(self, model: ModelSpec, layers: list[ResolvedLayer]) -> list[CostRow]:
         return self.bounded_rows(model, layers)[0]
@@ -187,7 +211,7 @@ class FrameworkCostModel:
     ) -> tuple[list[CostRow], int]:
         """The rows alive at the simulated peak, and `upper_bound`."""
         plan = self.step_plan(model, layers)
-        trace = conv_steps.generate(plan)
+        trace = generate(plan)
         peak = simulate(trace)
         upper = upper_bound(plan, peak)
         per_row: list[list[Allocation]] = [[] for _ in range(len(layers) + 1)]

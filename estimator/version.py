@@ -91,26 +91,18 @@ _MODELS: tuple[dict[str, Any], ...] = (
         ],
     },
 )
-# What the framework mode refuses (DetNet: no traced sequence yet): hashed in paper mode.
-_PAPER_ONLY_MODELS: tuple[dict[str, Any], ...] = (
-    {
-        "input_kind": "real",
-        "input_size": 12,
-        "batch": 16,
-        "loss": "detnet",
-        "layers": [
-            {"type": "detnet_layer", "transmitters": 2, "hidden": 16, "v": 4},
-            {"type": "detnet_layer", "transmitters": 2, "hidden": 16, "v": 4},
-        ],
-    },
-)
-VERSION_SPECS: tuple[dict[str, Any], ...] = _FAMILIES + _MODELS + _PAPER_ONLY_MODELS
-
-
-def version_modes(index: int) -> tuple[str, ...]:
-    """The modes the engine estimates the fixed spec at `index` in."""
-    paper_only = index >= len(_FAMILIES) + len(_MODELS)
-    return ("paper",) if paper_only else ("paper", "framework")
+# DetNet's training graph (estimator/detnet_steps.py): detnet layers, the detnet loss.
+_DETNET: dict[str, Any] = {
+    "input_kind": "real",
+    "input_size": 12,
+    "batch": 16,
+    "loss": "detnet",
+    "layers": [
+        {"type": "detnet_layer", "transmitters": 2, "hidden": 16, "v": 4},
+        {"type": "detnet_layer", "transmitters": 2, "hidden": 16, "v": 4},
+    ],
+}
+VERSION_SPECS: tuple[dict[str, Any], ...] = (*_FAMILIES, *_MODELS, _DETNET)
 
 
 def version_specs() -> list[FamilySpec | ModelSpec]:
@@ -135,10 +127,8 @@ def fingerprint() -> str:
 
 def _fingerprint(modes: Any, estimate: Any) -> str:
     digest = hashlib.sha256(f"format {FORMAT}\0".encode())
-    for index, spec in enumerate(version_specs()):
+    for spec in version_specs():
         for mode in modes:
-            if mode not in version_modes(index):
-                continue
             result = estimate(spec, mode).to_dict()
             del result["engine_version"]  # "" while the version is computed, else the version
             digest.update(json.dumps(result, sort_keys=True).encode() + b"\0")

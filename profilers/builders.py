@@ -250,13 +250,15 @@ def build(
     spec: FamilySpec | ModelSpec, *, seed: int | None = 0, compile_model: bool = True
 ) -> BuiltModel:
     """The compiled model with its layer mapping (see `build_model`); `compile_model=False`
-    leaves it uncompiled (the DetNet loss of Eq. (4) is not built yet, so a `detnet` loss
-    must be built that way)."""
+    leaves it uncompiled. A `detnet` loss builds the graph DetNet's training job trains
+    (`profilers.training_builders.detnet_graph`: every layer's x_hat out, Eq. (4))."""
     keras = _keras()
     model_spec = model_for(spec, "framework")
     resolved = resolve(model_spec)
     if seed is not None:
         keras.utils.set_random_seed(seed)
+    if model_spec.loss == "detnet":
+        return _build_detnet(model_spec, resolved, compile_model)
     policy = "mixed_float16" if model_spec.precision == "mixed" else "float32"
     if model_spec.input_kind == "index":
         inputs = keras.Input(shape=(model_spec.input_size,), dtype="int32", name="message")
@@ -287,8 +289,6 @@ def build(
     model = keras.Model(inputs, x, name="phymem")
     if not compile_model:
         return BuiltModel(model, model_spec, resolved, groups)
-    if model_spec.loss == "detnet":
-        raise ValueError("loss: the detnet loss (Eq. (4)) is not built yet; build uncompiled")
     model.compile(
         optimizer=make_optimizer(model_spec.optimizer),
         loss=model_spec.loss,
@@ -296,6 +296,27 @@ def build(
     )
     model.optimizer.build(model.trainable_variables)  # eagerly (see the module docstring)
     return BuiltModel(model, model_spec, resolved, groups)
+
+
+def _build_detnet(
+    model_spec: ModelSpec, resolved: list[ResolvedLayer], compile_model: bool
+) -> BuiltModel:
+    """DetNet's training graph, compiled as `build` compiles any model (the optimizer's
+    default learning rate, built eagerly)."""
+    from profilers.training_builders import detnet_graph, detnet_loss
+
+    if model_spec.precision == "mixed":
+        raise ValueError("precision: the detnet training graph is built in float32 only")
+    model, unfolded, _ = detnet_graph(model_spec)
+    built = BuiltModel(model, model_spec, resolved, [[layer] for layer in unfolded])
+    if compile_model:
+        model.compile(
+            optimizer=make_optimizer(model_spec.optimizer),
+            loss=detnet_loss(model_spec),
+            jit_compile=False,
+        )
+        model.optimizer.build(model.trainable_variables)
+    return built
 
 
 def build_model(spec: FamilySpec | ModelSpec, *, seed: int | None = 0) -> Any:
@@ -329,9 +350,13 @@ def make_batch(
         x = rng.standard_normal((n, width)).astype(np.float32)
 
     loss = model_spec.loss
-    if loss == "sparse_categorical_crossentropy":
+    if loss == "detnet":  # labels [x | x_ZF]: random, as any memory measurement's
+        first = model_spec.layers[0]
+        assert first.type == "detnet_layer"
+        y: np.ndarray = rng.standard_normal((n, 2 * first.transmitters)).astype(np.float32)
+    elif loss == "sparse_categorical_crossentropy":
         if messages is not None and messages.shape[1] == 1 and int(messages.max()) < out:
-            y: np.ndarray = messages.reshape(n).astype(np.int32)
+            y = messages.reshape(n).astype(np.int32)
         else:
             y = rng.integers(0, out, size=n, dtype=np.int32)
     elif loss == "categorical_crossentropy":

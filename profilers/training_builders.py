@@ -93,26 +93,47 @@ def csinet_model(spec: ModelSpec, lr: float, seed: int) -> SeedModel:
     return SeedModel(built.model)
 
 
-def detnet_model(spec: ModelSpec, lr: float, seed: int) -> SeedModel:
-    """The spec's unfolded DetNet layers, every layer's x_hat out, Eq. (4) loss."""
+def detnet_graph(spec: ModelSpec) -> tuple[Any, list[Any], Any]:
+    """The graph a `detnet` spec trains: the spec's unfolded DetNet layers on the state
+    [H^T y | H^T H | x | v], every layer's x_hat gathered into one (B, L*K) output. Returns
+    the uncompiled model, its DetNet layers (one per spec layer) and the last state; shared
+    by the training job (`detnet_model`) and the measurement (`profilers.builders.build`),
+    so both measure and train the same graph."""
     import keras
 
     from estimator.layers import resolve
 
     detnet_layer, layer_estimates = _registered()
-    keras.utils.set_random_seed(seed)
     resolved = resolve(spec)
     first = spec.layers[0]
     assert first.type == "detnet_layer"
     k = first.transmitters
     state = keras.Input(shape=(spec.input_size,), dtype="float32", name="state")
-    current, states = state, []
+    current, states, unfolded = state, [], []
     for layer, info in zip(spec.layers, resolved, strict=True):
         assert layer.type == "detnet_layer"
-        current = detnet_layer(layer.transmitters, layer.hidden, layer.v, name=info.name)(current)
+        unfolded.append(detnet_layer(layer.transmitters, layer.hidden, layer.v, name=info.name))
+        current = unfolded[-1](current)
         states.append(current)
     estimates = layer_estimates(k, name="estimates")(states)
-    model = keras.Model(state, estimates, name="detnet_train")
-    _compile(model, spec, lr, eq4_loss(len(states), k))
-    last = layer_estimates(k, name="last_estimate")([current])
-    return SeedModel(model, keras.Model(state, last, name="detnet_detect"))
+    return keras.Model(state, estimates, name="detnet_train"), unfolded, current
+
+
+def detnet_loss(spec: ModelSpec) -> Any:
+    """Eq. (4) for the spec's layer count and K."""
+    first = spec.layers[0]
+    assert first.type == "detnet_layer"
+    return eq4_loss(len(spec.layers), first.transmitters)
+
+
+def detnet_model(spec: ModelSpec, lr: float, seed: int) -> SeedModel:
+    """The spec's unfolded DetNet layers, every layer's x_hat out, Eq. (4) loss."""
+    import keras
+
+    _, layer_estimates = _registered()
+    keras.utils.set_random_seed(seed)
+    model, _, last_state = detnet_graph(spec)
+    _compile(model, spec, lr, detnet_loss(spec))
+    k = model.output_shape[-1] // len(spec.layers)
+    last = layer_estimates(k, name="last_estimate")([last_state])
+    return SeedModel(model, keras.Model(model.input, last, name="detnet_detect"))

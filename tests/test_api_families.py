@@ -1,7 +1,8 @@
 """CsiNet and DetNet as family specs over the API: the same pydantic spec as the CLI's
 (estimator.spec.CsiNetSpec / DetNetSpec), expanded to the layer list the engine counts and
-the database stores; bad values are 422s naming the field, framework mode a 422 naming
-the mode. On SQLite and PostgreSQL (the `client` fixture)."""
+the database stores; bad values are 422s naming the field; framework mode estimates both
+(DetNet's mixed precision a 422 naming the field). On SQLite and PostgreSQL (the `client`
+fixture)."""
 
 from __future__ import annotations
 
@@ -71,25 +72,30 @@ def test_bad_family_values_are_422_naming_the_field(
     assert [error["field"] for error in nested.json()["errors"]] == [f"spec.{field}"]
 
 
-@pytest.mark.parametrize(
-    ("path", "body"),
-    [
-        ("/v1/estimates", DETNET),
-        ("/v1/estimates", {**DETNET, "mode": "framework"}),
-        ("/v1/max-batch", {"spec": DETNET, "vram": "80GiB"}),
-        ("/v1/gate", {"specs": [{"spec": DETNET}], "vram": "80GiB"}),
-        ("/v1/batch-curve", {"spec": DETNET, "batches": [1, 2], "mode": "framework"}),
-    ],
-)
-def test_framework_mode_refuses_detnet_naming_the_mode(
-    client: Any, path: str, body: dict[str, Any]
-) -> None:
-    answer = client.post(path, json=body)
-    assert answer.status_code == 422, answer.text
-    (error,) = answer.json()["errors"]
-    assert error["field"] in ("mode", "spec")
-    assert "framework mode has no traced model of" in error["message"]
-    assert "use mode 'paper'" in error["message"]
+SMALL_DETNET = {"family": "detnet", "nt": 4, "nr": 6, "layers": 3, "batch": 64}
+
+
+def test_framework_mode_estimates_detnet_with_its_bound(client: Any) -> None:
+    """DetNet's training graph has traced framework rules (estimator.detnet_steps): an
+    estimate with upper_bytes on every spec-taking endpoint; mixed precision is a 422
+    naming `precision`."""
+    answer = client.post("/v1/estimates", json={**SMALL_DETNET, "mode": "framework"})
+    assert answer.status_code in (200, 201), answer.text
+    body = answer.json()
+    expected = estimate(detnet(4, 6, 3, batch=64), "framework")
+    assert body["total_bytes"] == expected.total_bytes
+    assert body["upper_bytes"] == expected.upper_bytes > body["total_bytes"]
+    gate = client.post("/v1/gate", json={"specs": [{"spec": SMALL_DETNET}], "vram": "80GiB"})
+    assert gate.status_code == 200, gate.text
+    assert gate.json()["verdicts"][0]["upper_bytes"] == body["upper_bytes"]
+    curve = client.post(
+        "/v1/batch-curve", json={"spec": SMALL_DETNET, "batches": [1, 2], "mode": "framework"}
+    )
+    assert curve.status_code == 200, curve.text
+    mixed = detnet(4, 6, 2, batch=8).model_copy(update={"precision": "mixed"}).model_dump()
+    refused = client.post("/v1/estimates", json={**mixed, "mode": "framework"})
+    assert refused.status_code == 422, refused.text
+    assert [error["field"] for error in refused.json()["errors"]] == ["precision"]
 
 
 def test_framework_mode_estimates_csinet_with_its_bound(client: Any) -> None:
@@ -135,5 +141,4 @@ def test_jobs_queue_a_family_as_its_layer_list(client: Any) -> None:
     framework = client.post(
         "/v1/jobs", json={**body, "mode": "framework"}, headers={"X-API-Key": "k"}
     )
-    assert framework.status_code == 422, framework.text
-    assert "framework mode has no traced model of" in framework.text
+    assert framework.status_code == 202, framework.text  # DetNet is traced in framework mode

@@ -151,8 +151,12 @@ def test_conv_residual_and_csinet_match_keras_and_a_step_runs(spec: ModelSpec) -
     assert loss == loss  # finite, not NaN
 
 
-def test_detnet_matches_keras_and_runs_forward() -> None:
+def test_detnet_builds_its_training_graph_and_a_step_runs() -> None:
+    """A detnet-loss spec builds the graph the training job trains (every layer's x_hat
+    out, Eq. (4)), with the spec's parameters, and a step runs on make_batch's shapes."""
     import numpy as np
+
+    from profilers.training_builders import detnet_model
 
     spec = detnet(3, 5, 4, batch=2)
     built = build(spec, compile_model=False)
@@ -164,7 +168,13 @@ def test_detnet_matches_keras_and_runs_forward() -> None:
     )
     state = np.random.default_rng(0).standard_normal((2, spec.input_size)).astype("float32")
     out = np.asarray(built.model(state))
-    assert out.shape == state.shape
-    assert np.abs(out[:, 12:15]).max() <= 1.0 + 1e-6  # x_k through the soft sign
-    with pytest.raises(ValueError, match="detnet loss"):
-        build(spec)
+    assert out.shape == (2, 4 * 3)  # x_hat_1 .. x_hat_4
+    assert np.abs(out).max() <= 1.0 + 1e-6  # each x_k through the soft sign
+    trained = detnet_model(spec, 1e-3, seed=0).model
+    assert [layer.name for layer in trained.layers] == [layer.name for layer in built.model.layers]
+    assert trained.count_params() == built.model.count_params()
+    compiled = build(spec)
+    x, y = make_batch(spec)
+    assert x.shape == (2, spec.input_size) and y.shape == (2, 2 * 3)  # labels [x | x_ZF]
+    loss = compiled.model.train_on_batch(x, y)
+    assert loss == loss  # finite, not NaN

@@ -197,7 +197,7 @@ def test_macs_by_hand() -> None:
     assert summary["flops"] == 2 * summary["macs"]
 
 
-def test_paper_mode_counts_the_new_layers_and_framework_mode_refuses_detnet() -> None:
+def test_paper_mode_counts_the_new_layers_and_framework_mode_refuses_mixed_detnet() -> None:
     model = csinet("1/4")
     result = estimate(model, "paper")
     assert result.breakdown.weights == 4 * sum(r.params for r in resolve(model))
@@ -206,8 +206,9 @@ def test_paper_mode_counts_the_new_layers_and_framework_mode_refuses_detnet() ->
     assert result.breakdown.activations == 4 * 4 * (conv_values + dense_values + 16) * 200
     framework = estimate(model, "framework")  # conv2d etc.: estimator/conv_steps.py
     assert framework.breakdown.weights >= result.breakdown.weights
+    mixed = detnet(4, 6, 2, batch=8).model_copy(update={"precision": "mixed"})
     with pytest.raises(InvalidSpec, match="detnet_layer"):
-        estimate(detnet(), "framework")
+        estimate(mixed, "framework")
 
 
 def _phymem(*args: str) -> subprocess.CompletedProcess[str]:
@@ -235,7 +236,7 @@ def test_cli_estimate_adds_params_sizes_and_flops() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--family", "detnet", "--layers", "5"], "mode: framework mode has no traced model"),
+        (["--family", "detnet", "--layers", "0"], "layers: Input should be"),
         (["--family", "csinet", "--gamma", "1/8", "--mode", "paper"], "gamma: Input should be"),
         (["--family", "detnet", "--layers", "0", "--mode", "paper"], "layers: Input should be"),
         (
@@ -279,16 +280,16 @@ def test_records_accept_the_new_layers_as_pydantic_does() -> None:
         assert fast.model_dump() == ModelSpec.model_validate(data).model_dump()
 
 
-def test_api_estimates_csinet_in_both_modes_and_refuses_detnet_in_framework(client: Any) -> None:
+def test_api_estimates_csinet_in_both_modes_and_refuses_mixed_detnet(client: Any) -> None:
     spec = csinet("1/64").model_dump()
     for mode in ("paper", "framework"):
         answer = client.post("/v1/estimates", json={**spec, "mode": mode})
         assert answer.status_code == 200, answer.text
         assert answer.json()["total_bytes"] == estimate(csinet("1/64"), mode).total_bytes
-    framework = client.post("/v1/estimates", json={**detnet(layers=3).model_dump()})
+    mixed = detnet(4, 6, 2, batch=8).model_copy(update={"precision": "mixed"})
+    framework = client.post("/v1/estimates", json={**mixed.model_dump()})
     assert framework.status_code == 422, framework.text
-    assert "framework mode has no traced model of" in framework.text
-    assert "layers[0] (detnet_layer)" in framework.text
+    assert "no traced mixed-precision model of detnet_layer" in framework.text
 
 
 def test_inference_memory_at_batch_one_by_hand() -> None:

@@ -1,5 +1,6 @@
-"""Framework mode on CsiNet's layer types (estimator/conv_steps.py): against a traced step,
-by mechanism, the bound, the refusals, and a small measured check with real TensorFlow."""
+"""Framework mode on CsiNet's layer types (estimator/conv_steps.py) and DetNet's training
+graph (estimator/detnet_steps.py): against a traced step, by mechanism, the bound, the
+refusals, and small measured checks with real TensorFlow."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from estimator import conv_steps
+from estimator import conv_steps, detnet_steps
 from estimator.engine import estimate
 from estimator.errors import InvalidSpec
 from estimator.families import csinet, detnet
@@ -121,14 +122,52 @@ def test_upper_bytes_covers_every_order_the_rules_express(model: ModelSpec) -> N
     assert all(result.upper_bytes >= other.any_layout >= other.bytes for other in others)
 
 
-def test_framework_mode_refuses_what_was_not_traced() -> None:
-    with pytest.raises(InvalidSpec) as mixed:
-        estimate(_model([RESHAPE, CONV, FLATTEN], precision="mixed"), "framework")
-    assert mixed.value.field == "precision"
+DETNET_LAYER: dict[str, Any] = {"type": "detnet_layer", "transmitters": 2, "hidden": 16, "v": 4}
+
+
+@pytest.mark.parametrize(
+    ("model", "field"),
+    [
+        (_model([RESHAPE, CONV, FLATTEN], precision="mixed"), "precision"),
+        (detnet(4, 6, 2, batch=8).model_copy(update={"precision": "mixed"}), "precision"),
+        (_model([DETNET_LAYER], input_size=12), "layers[0] (detnet_layer)"),  # loss mse
+        (_model([DETNET_LAYER, DENSE], input_size=12, loss="detnet"), "layers[1] (dense)"),
+        (_model([DENSE], input_size=12, loss="detnet"), "layers[0] (dense)"),
+    ],
+    ids=["conv-mixed", "detnet-mixed", "detnet-mse", "detnet-dense", "dense-detnet-loss"],
+)
+def test_framework_mode_refuses_what_was_not_traced(model: ModelSpec, field: str) -> None:
     with pytest.raises(InvalidSpec) as refused:
-        estimate(detnet(layers=3, batch=1), "framework")
-    assert refused.value.field == "layers[0] (detnet_layer)"
-    assert estimate(detnet(layers=3, batch=1), "paper").total_bytes > 0
+        estimate(model, "framework")
+    assert refused.value.field == field
+    if model.loss == "detnet" and model.layers[-1].type == "detnet_layer":
+        assert estimate(model, "paper").total_bytes > 0
+
+
+def test_framework_mode_estimates_detnet_and_bounds_every_order() -> None:
+    """The detnet family (its training graph) gets an estimate and an upper_bytes at or
+    above the modelled peak of every order estimator.detnet_steps expresses."""
+    model = detnet(4, 6, 3, batch=64)
+    result = estimate(model, "framework")
+    plan = StepPlan(model, resolve(model), None)
+    orders = [simulate(detnet_steps.generate(plan))]
+    orders += [simulate(trace) for trace in detnet_steps.other_orders(plan)]
+    assert len(orders) == 8 and result.total_bytes == orders[0].bytes
+    assert len({order.bytes for order in orders}) > 1  # the orders do differ
+    assert all(result.upper_bytes >= order.any_layout >= order.bytes for order in orders)
+
+
+def test_detnet_step_pads_every_state_gradient_as_traced() -> None:
+    """Per measured step: each layer's output state (W values a sample), the estimates'
+    gradient of each layer's x_hat padded back to W, and above the first layer the four
+    slices' padded gradients (StridedSliceGrad): L + L + 4 (L - 1) W-sized tensors."""
+    k, layers, batch = 3, 4, 100
+    model = detnet(k, 5, layers, batch=batch)
+    trace = detnet_steps.generate(StepPlan(model, resolve(model), None))
+    width = batch * (k * k + 4 * k) * 4
+    step = trace.events[trace.step_starts[-1] :]
+    made = [e for e in step if e >= 0 and trace.tensors[e].size == width]
+    assert len(made) == layers + layers + 4 * (layers - 1)
 
 
 def test_cli_estimates_csinet_in_framework_mode() -> None:
@@ -145,14 +184,21 @@ def test_cli_estimates_csinet_in_framework_mode() -> None:
 
 
 @pytest.mark.parametrize(
-    "spec",
-    [csinet("1/16", batch=32), ModelSpec.model_validate(json.loads(TRACE.read_text())["spec"])],
-    ids=["csinet-1/16-B32", "conv-leaky-sgd-B16"],
+    ("spec", "tolerance"),
+    [
+        (csinet("1/16", batch=32), 0.02),
+        (ModelSpec.model_validate(json.loads(TRACE.read_text())["spec"]), 0.02),
+        (detnet(20, 30, 3, batch=64), 0.05),  # off the configs detnet_steps was read off
+    ],
+    ids=["csinet-1/16-B32", "conv-leaky-sgd-B16", "detnet-K20-L3-B64"],
 )
-def test_measured_peak_is_within_the_stated_error_and_the_bound(spec: ModelSpec) -> None:
-    """Fresh TF processes: every one at or below upper_bytes, and the estimate within the 2%
-    benchmarks/framework_new_layers.md states of the layout it predicts (a fresh process may
-    land on another layout: the runs of one config spread, as that file lists; up to 3)."""
+def test_measured_peak_is_within_the_stated_error_and_the_bound(
+    spec: ModelSpec, tolerance: float
+) -> None:
+    """Fresh TF processes: every one at or below upper_bytes, and the estimate within the
+    error benchmarks/framework_new_layers.md states (2% for CsiNet's layers, 5% for DetNet)
+    of the closest process (a fresh process may land on another layout or executor order:
+    the runs of one config spread, as that file lists; up to 3)."""
     from profilers.allocator import measure_in_subprocess
 
     model = ModelSpec.model_validate_json(canonical_json(spec))
@@ -164,6 +210,18 @@ def test_measured_peak_is_within_the_stated_error_and_the_bound(spec: ModelSpec)
         assert measured.executor == "single-threaded"
         assert measured.peak_bytes is not None and measured.peak_bytes <= result.upper_bytes
         errors.append(abs(result.total_bytes - measured.peak_bytes) / measured.peak_bytes)
-        if errors[-1] <= 0.02:
+        if errors[-1] <= tolerance:
             break
-    assert min(errors) <= 0.02, errors
+    assert min(errors) <= tolerance, errors
+
+
+def test_cli_estimates_detnet_in_framework_mode() -> None:
+    command = [sys.executable, "-m", "app.cli", "estimate", "--family", "detnet", "--nt", "4"]
+    command += ["--layers", "3", "--batch", "64", "--mode", "framework", "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    expected = estimate(detnet(4, 30, 3, batch=64), "framework")
+    assert data["mode"] == "framework"
+    assert data["total_bytes"] == expected.total_bytes
+    assert data["upper_bytes"] == expected.upper_bytes > expected.total_bytes
