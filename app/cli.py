@@ -198,7 +198,7 @@ def compress(
         spec = _build_spec(spec_file, flags)
         layers = resolve(model_for(spec, "paper"))
         if measure and (prune or cluster):
-            _check_tfmot_measurable(layers)
+            _check_tfmot_measurable()
         report = recipe_report(
             layers,
             prune=prune,
@@ -247,21 +247,11 @@ def _print_recipe(report: dict[str, Any]) -> None:
         typer.echo(f"stored {count} measurements beside estimate {estimate_id}")
 
 
-def _check_tfmot_measurable(layers: list[Any]) -> None:
-    from estimator.layers import leaves
-    from profilers.compression import tfmot_available
+def _check_tfmot_measurable() -> None:
+    from profilers.compression import MISSING_TFMOT, tfmot_available
 
-    for layer in leaves(layers):
-        if layer.spec.type == "detnet_layer":
-            raise UsageError(
-                f"--measure: layer {layer.name!r} (detnet_layer) is a custom layer that TFMOT "
-                "cannot prune or cluster; drop --prune/--cluster to measure TFLite sizes"
-            )
     if not tfmot_available():
-        raise UsageError(
-            "--measure with --prune/--cluster needs the compress extra "
-            "(pip install 'phymem[compress]')"
-        )
+        raise UsageError(f"--measure with --prune/--cluster: {MISSING_TFMOT}")
 
 
 def _measure_recipe(
