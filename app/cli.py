@@ -141,7 +141,11 @@ def estimate(
 
 
 GroupPruneOpt = Annotated[
-    float, typer.Option(help="Fraction of each kernel's input groups removed (SGL).")
+    float,
+    typer.Option(
+        help="Fraction of each kernel's input groups removed (SGL), in [0, 1); applied "
+        "first, then --prune, --quantize and --cluster act on the surviving groups."
+    ),
 ]
 MeasureOpt = Annotated[
     bool,
@@ -238,6 +242,12 @@ def _check_recipe(
 def _print_recipe(report: dict[str, Any]) -> None:
     for storage, size in report["size_bytes"].items():
         typer.echo(f"{storage:7} {size:>14} bytes  ({size / 2**20:.3f} MiB)")
+    grouped = report.get("group_pruned")
+    if isinstance(grouped, dict):
+        typer.echo(f"groups removed {grouped['removed']}, then the recipe above:")
+        for storage, size in grouped["size_bytes"].items():
+            typer.echo(f"{storage:7} {size:>14} bytes  ({size / 2**20:.3f} MiB)")
+        typer.echo(f"MACs {grouped['macs']} (surviving groups), {grouped['macs_nonzero']} nonzero")
     file = report.get("measured_file")
     if isinstance(file, dict):
         typer.echo(f"measured TFLite file {file['bytes']:>14} bytes, gzip {file['gzip_bytes']}")
