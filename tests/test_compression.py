@@ -414,3 +414,40 @@ def test_sgl_rows_meet_the_printed_flops_at_the_groups_they_solve_for() -> None:
         assert found == 2 * structured_macs(layers, 1 - kept)
     dense_size, dense_flops = sgl_estimate(90, 1.0)
     assert dense_flops == 2 * 90 * 26_000 and dense_size > model_bytes(resolve(detnet()))
+
+
+def test_sgl_sparsity_is_fitted_once_and_the_rows_are_the_combined_recipe() -> None:
+    from benchmarks.compression_tables import (
+        SGL_FIT_LAYERS,
+        SGL_FIT_ROW,
+        SGL_PRINTED,
+        SGL_TABLE2,
+        fit_element_sparsity,
+        kept_for_flops,
+        removed_for_flops,
+        sgl_estimate,
+        sgl_fit,
+    )
+    from estimator.compression import group_pruned_bytes, recipe_report
+    from estimator.flops import structured_macs
+
+    removed, sparsity = sgl_fit()
+    memory, flops = SGL_TABLE2[SGL_FIT_ROW]
+    layers = resolve(detnet(layers=SGL_FIT_LAYERS))
+    exact = 1 - kept_for_flops(SGL_FIT_LAYERS, flops)
+    assert structured_macs(layers, removed) == structured_macs(layers, exact)  # same groups
+
+    def csr(count_layers: list[Any], s: float) -> int:
+        return group_pruned_bytes(count_layers, removed, sparsity=s, storage="sparse")
+
+    # the smallest sparsity (4 decimals) whose stored bytes meet the printed MB
+    assert csr(layers, sparsity) <= memory * 1e6 < csr(layers, sparsity - 1e-4)
+    for count, (_memory, printed_flops) in SGL_PRINTED.items():
+        cut = removed_for_flops(count, printed_flops)
+        report: Any = recipe_report(resolve(detnet(layers=count)), prune=sparsity, group_prune=cut)
+        grouped = report["group_pruned"]
+        assert (grouped["size_bytes"]["sparse"], 2 * grouped["macs"]) == sgl_estimate(
+            count, 1 - cut, sparsity
+        )
+    with pytest.raises(ValueError, match="floor"):
+        fit_element_sparsity(SGL_FIT_LAYERS, removed, 10_000)
