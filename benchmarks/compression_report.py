@@ -38,7 +38,7 @@ from benchmarks.compression_tables import (
     sgl_fit,
     sgl_table,
 )
-from estimator.compression import model_bytes
+from estimator.compression import model_bytes, weight_tensors
 from estimator.families import csinet, detnet
 from estimator.flops import flops_summary
 from estimator.layers import leaves, resolve
@@ -217,11 +217,47 @@ DETNET_FILES: tuple[tuple[str, str, str, str, dict[str, Any]], ...] = (
     ("clustered 32 (indices + centroids vs gzip)", "clustered", "fp32", "gzip_bytes", {}),
     ("int8 + clustered 32 (vs gzip)", "clustered", "int8", "gzip_bytes", {"fmt": "int8"}),
 )  # fmt: skip
-DETNET_WHY = {
-    "int8 + pruned 50%, TFLite sparsity encoding (CSR)": "the converter keeps the int8 "
-    "kernels' sparse encoding only where it pays: it is the file's format choice, not the "
-    "estimate's arithmetic (see the text below)",
-}
+
+
+def _kernel_weights(layers: list[Any]) -> int:
+    return sum(t.size for t in weight_tensors(layers) if t.kernel)
+
+
+def _detnet_why(measured: dict[str, Any], layers: list[Any]) -> dict[str, str]:
+    """Why a DetNet file is over 10% off its estimate, from what the files hold (read off
+    their flatbuffers: tensors, sparsity metadata, quantization parameters)."""
+    got = measured["detnet"]
+    graph = got["tflite"]["fp32"]["bytes"] - model_bytes(layers)
+    int8_graph = got["tflite"]["int8"]["bytes"] - model_bytes(layers, "int8", scales="channel")
+    kernels = [t for t in weight_tensors(layers) if t.kernel]
+    channels = sum(t.rows for t in kernels)
+    csr = model_bytes(layers, "int8", scales="channel", sparsity=PRUNE, storage="sparse")
+    left = got["pruned"]["int8_sparse"]["bytes"] - csr - 12 * channels
+    sparse_graph = got["pruned"]["fp32_sparse"]["bytes"] - model_bytes(
+        layers, sparsity=PRUNE, storage="sparse"
+    )
+    bits = {
+        key: 8
+        * measured[key]["clustered"]["fp32"]["gzip_bytes"]
+        / _kernel_weights(resolve(detnet() if key == "detnet" else csinet(key)))
+        for key in ("detnet", "1/4")
+    }
+    return {
+        "int8 dynamic, per-channel scales": f"explained: the graph of 90 unrolled layers, "
+        f"{int8_graph / 1e3:.0f} KB, as in the float32 file ({graph / 1e3:.0f} KB), against "
+        "a 4x smaller file",
+        "int8 + pruned 50%, TFLite sparsity encoding (CSR)": "explained: the kernels are "
+        "the estimate's CSR (uint16 segments, uint8 column indices, per-channel scales), "
+        "but each DENSIFY op's output tensor carries a second copy of the per-channel "
+        f"scales and zero points ({channels} channels x 12 B = {12 * channels / 1e3:.0f} KB); "
+        f"the other {left / 1e3:.0f} KB are the graph, as in the float32 sparse file "
+        f"({sparse_graph / 1e3:.0f} KB)",
+        "clustered 32 (indices + centroids vs gzip)": "unexplained: gzip of the float32 "
+        f"file spends {bits['detnet']:.1f} bits per kernel weight, against the estimate's "
+        f"5-bit index and {bits['1/4']:.1f} bits on CsiNet 1/4; deflate codes 4-byte "
+        f"values, not indices, and why DetNet's {len(kernels)} small kernels (each with its "
+        "own 32 centroids) cost more was not traced",
+    }
 
 
 def _detnet_estimate(layers: list[Any], part: str, options: dict[str, Any]) -> int:
@@ -239,6 +275,7 @@ def detnet_rows(measured: dict[str, Any]) -> list[str]:
     got = measured["detnet"]
     flops = flops_summary(layers)["flops"]
     params = sum(layer.params for layer in leaves(layers))
+    why = _detnet_why(measured, layers)
     lines = [
         "| DetNet (K=20, N=30, 90 layers), MB = 10^6 B | printed | estimated "
         "| measured file | measured gzip | measured vs estimated | gap over 10% |",
@@ -256,7 +293,7 @@ def detnet_rows(measured: dict[str, Any]) -> list[str]:
             f"| {name} | {printed} | {estimated / 1e6:.3f} | {file['bytes'] / 1e6:.3f} "
             f"| {file['gzip_bytes'] / 1e6:.3f} | {gap:+.1%} "
             f"({'gzip' if compared == 'gzip_bytes' else 'file'}) "
-            f"| {DETNET_WHY.get(name, 'unexplained') if abs(gap) > 0.10 else ''} |"
+            f"| {why.get(name, 'unexplained') if abs(gap) > 0.10 else ''} |"
         )
     checks = (
         ("pruned", "kernel_sparsity_measured", "kernel sparsity of w1, w2, w3"),
@@ -321,8 +358,16 @@ def report(measured: dict[str, Any]) -> str:
             "per-channel scales) and the float16 file a little more (its float32 biases and "
             "dequantize ops).",
             "",
-            "DetNet's layer is a custom Keras layer, which TFMOT cannot prune or cluster, so "
-            "only the TFLite formats are measured.",
+            "Pruned and clustered: DetNet's layer is pruned and clustered by TFMOT through "
+            "a tf-keras subclass that hands it W1, W2 and W3 (profilers/compression.py, "
+            "`_tfmot_detnet_class`; the layer's maths unchanged), in the compress "
+            "environment. Pruning zeroes exactly half of every kernel; clustering leaves 32 "
+            "values per kernel. gzip of the pruned dense files lands within 7% of the "
+            "bitmap estimate, the float32 sparse file 5% over the CSR estimate (its graph and "
+            "DENSIFY ops), and int8 + clustered within 7% of the indices-plus-centroids "
+            "estimate; the rows over 10% say why. The paper's DetNet is 9.19 MB dense and "
+            "prints no pruned or clustered DetNet (its compressed network is R-I-DetNet, "
+            "below).",
             "",
             *sgl_section(),
         ]
