@@ -141,7 +141,11 @@ def estimate(
 
 
 GroupPruneOpt = Annotated[
-    float, typer.Option(help="Fraction of each kernel's input groups removed (SGL).")
+    float,
+    typer.Option(
+        help="Fraction of each kernel's input groups removed (SGL), in [0, 1); applied "
+        "first, then --prune, --quantize and --cluster act on the surviving groups."
+    ),
 ]
 MeasureOpt = Annotated[
     bool,
@@ -198,7 +202,7 @@ def compress(
         spec = _build_spec(spec_file, flags)
         layers = resolve(model_for(spec, "paper"))
         if measure and (prune or cluster):
-            _check_tfmot_measurable(layers)
+            _check_tfmot_measurable()
         report = recipe_report(
             layers,
             prune=prune,
@@ -238,6 +242,12 @@ def _check_recipe(
 def _print_recipe(report: dict[str, Any]) -> None:
     for storage, size in report["size_bytes"].items():
         typer.echo(f"{storage:7} {size:>14} bytes  ({size / 2**20:.3f} MiB)")
+    grouped = report.get("group_pruned")
+    if isinstance(grouped, dict):
+        typer.echo(f"groups removed {grouped['removed']}, then the recipe above:")
+        for storage, size in grouped["size_bytes"].items():
+            typer.echo(f"{storage:7} {size:>14} bytes  ({size / 2**20:.3f} MiB)")
+        typer.echo(f"MACs {grouped['macs']} (surviving groups), {grouped['macs_nonzero']} nonzero")
     file = report.get("measured_file")
     if isinstance(file, dict):
         typer.echo(f"measured TFLite file {file['bytes']:>14} bytes, gzip {file['gzip_bytes']}")
@@ -247,21 +257,11 @@ def _print_recipe(report: dict[str, Any]) -> None:
         typer.echo(f"stored {count} measurements beside estimate {estimate_id}")
 
 
-def _check_tfmot_measurable(layers: list[Any]) -> None:
-    from estimator.layers import leaves
-    from profilers.compression import tfmot_available
+def _check_tfmot_measurable() -> None:
+    from profilers.compression import MISSING_TFMOT, tfmot_available
 
-    for layer in leaves(layers):
-        if layer.spec.type == "detnet_layer":
-            raise UsageError(
-                f"--measure: layer {layer.name!r} (detnet_layer) is a custom layer that TFMOT "
-                "cannot prune or cluster; drop --prune/--cluster to measure TFLite sizes"
-            )
     if not tfmot_available():
-        raise UsageError(
-            "--measure with --prune/--cluster needs the compress extra "
-            "(pip install 'phymem[compress]')"
-        )
+        raise UsageError(f"--measure with --prune/--cluster: {MISSING_TFMOT}")
 
 
 def _measure_recipe(

@@ -7,7 +7,9 @@ the printed originals match the parameter counts; the DetNet rows show both.
 
 from __future__ import annotations
 
-from estimator.compression import group_pruned_bytes, model_bytes
+from math import floor
+
+from estimator.compression import group_pruned_bytes, model_bytes, tensor_bytes, weight_tensors
 from estimator.families import csinet, detnet
 from estimator.flops import flops_summary, structured_macs
 from estimator.layers import resolve
@@ -101,12 +103,16 @@ SGL_PRINTED = {
 SGL_TABLE2 = {"DetNet": (9.19, 4.9e6), "R-I-DetNet(SGL)-50L": (0.10, 0.9e6)}
 
 
-def sgl_estimate(count: int, kept: float) -> tuple[int, int]:
+def sgl_estimate(count: int, kept: float, sparsity: float = 0.0) -> tuple[int, int]:
     """Stored bytes (fp32, each kernel's surviving input groups dense plus a bitmap of
-    them) and FLOPs (2 x MACs) of DetNet with `count` layers when the fraction `kept` of
-    every kernel's input groups survives sparse group LASSO."""
+    them) and FLOPs (2 x MACs of the surviving groups' dense kernels) of DetNet with
+    `count` layers when the fraction `kept` of every kernel's input groups survives sparse
+    group LASSO; with `sparsity`, the surviving kernels are then element-pruned and stored
+    in TFLite's CSR encoding (the combined recipe of `phymem compress`)."""
     layers = resolve(detnet(layers=count))
-    return group_pruned_bytes(layers, 1 - kept), 2 * structured_macs(layers, 1 - kept)
+    storage = "sparse" if sparsity else "dense"
+    size = group_pruned_bytes(layers, 1 - kept, sparsity=sparsity, storage=storage)
+    return size, 2 * structured_macs(layers, 1 - kept)
 
 
 def kept_for_flops(count: int, flops: float) -> float:
@@ -122,26 +128,77 @@ def kept_for_flops(count: int, flops: float) -> float:
     return high
 
 
+def removed_for_flops(count: int, flops: float) -> float:
+    """`1 - kept_for_flops`, cut to 6 decimals (fewer groups removed, never more), so that
+    `phymem compress --group-prune` given the printed value removes the same groups."""
+    return floor((1 - kept_for_flops(count, flops)) * 10**6) / 10**6
+
+
+# The element sparsity is fitted at this row of Table II (memory, FLOPs) and predicted
+# everywhere else.
+SGL_FIT_ROW, SGL_FIT_LAYERS = "R-I-DetNet(SGL)-50L", 50
+
+
+def fit_element_sparsity(count: int, removed: float, target_bytes: float) -> float:
+    """The smallest element sparsity (4 decimals) at which DetNet with `count` layers, the
+    fraction `removed` of its input groups cut, stores in at most `target_bytes` (CSR)."""
+    layers = resolve(detnet(layers=count))
+
+    def size(steps: int) -> int:
+        return group_pruned_bytes(layers, removed, sparsity=steps / 10**4, storage="sparse")
+
+    low, high = 0, 10**4 - 1
+    if size(high) > target_bytes:
+        raise ValueError(f"{target_bytes} B is below the combined recipe's floor {size(high)} B")
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if size(middle) <= target_bytes else (middle + 1, high)
+    return low / 10**4
+
+
+def sgl_fit() -> tuple[float, float]:
+    """(groups removed, element sparsity) fitted at SGL_FIT_ROW: the groups from its
+    printed FLOPs, then the sparsity from its printed MB."""
+    memory, flops = SGL_TABLE2[SGL_FIT_ROW]
+    removed = removed_for_flops(SGL_FIT_LAYERS, flops)
+    return removed, fit_element_sparsity(SGL_FIT_LAYERS, removed, memory * 1e6)
+
+
+def sgl_breakdown(count: int, removed: float, sparsity: float) -> dict[str, int]:
+    """Where the combined recipe's bytes go: kernels (CSR values and indices), the
+    bitmaps of groups kept, and the float32 biases and thresholds (never pruned)."""
+    layers = resolve(detnet(layers=count))
+    tensors = weight_tensors(layers)
+    masks = sum(-(-t.input_groups // 8) for t in tensors if t.kernel)
+    biases = sum(tensor_bytes(t) for t in tensors if not t.kernel)
+    total = group_pruned_bytes(layers, removed, sparsity=sparsity, storage="sparse")
+    return {"kernels": total - masks - biases, "group_masks": masks, "biases": biases}
+
+
 def sgl_table() -> str:
-    """R-I-DetNet(SGL) at 30..90 layers: the printed memory and FLOPs, and the estimator's
-    at the surviving groups the printed FLOPs imply (the paper does not print them)."""
+    """R-I-DetNet(SGL) at 30..90 layers: the printed memory and FLOPs; the groups each
+    row's printed FLOPs imply; the memory the combined recipe predicts there with the
+    element sparsity fitted once at SGL_FIT_ROW; and the fitted recipe applied unchanged
+    at every depth (FLOPs and memory both predicted)."""
+    fit_removed, sparsity = sgl_fit()
     lines = [
-        "| layers | printed MB | printed FLOPs | dense MB (est.) | dense FLOPs (est.) "
-        "| groups kept (from printed FLOPs) | FLOPs at them (est.) | MB at them (est.) "
-        "| MB est. vs printed | nonzeros kept in surviving groups (implied) "
-        "| nonzero parameters at 4 B (implied) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| layers | printed MB | printed FLOPs | groups removed (from printed FLOPs) "
+        "| FLOPs at them (est.) | MB, surviving groups dense (est.) "
+        f"| MB predicted, then {sparsity:.2%} element pruning (CSR) | vs printed "
+        f"| FLOPs, {SGL_FIT_LAYERS}L recipe unchanged | vs printed "
+        f"| MB, {SGL_FIT_LAYERS}L recipe unchanged | vs printed |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for count, (memory, flops) in SGL_PRINTED.items():
-        layers = resolve(detnet(layers=count))
-        dense_bytes, dense_flops = model_bytes(layers), 2 * structured_macs(layers, 0.0)
-        kept = kept_for_flops(count, flops)
-        kept_bytes, kept_flops = sgl_estimate(count, kept)
+        removed = removed_for_flops(count, flops)
+        dense_bytes, found_flops = sgl_estimate(count, 1 - removed)
+        predicted = sgl_estimate(count, 1 - removed, sparsity)[0] / 1e6
+        same_bytes, same_flops = sgl_estimate(count, 1 - fit_removed, sparsity)
         lines.append(
-            f"| {count} | {memory:.4f} | {flops:.3g} | {dense_bytes / 1e6:.3f} "
-            f"| {dense_flops:.3g} | {kept:.1%} | {kept_flops:.3g} | {kept_bytes / 1e6:.3f} "
-            f"| {kept_bytes / 1e6 / memory:.1f}x | {memory * 1e6 / kept_bytes:.1%} "
-            f"| {memory * 1e6 / 4:,.0f} ({memory * 1e6 / dense_bytes:.1%}) |"
+            f"| {count} | {memory:.4f} | {flops:.3g} | {removed:.6f} | {found_flops:.3g} "
+            f"| {dense_bytes / 1e6:.3f} | {predicted:.4f} | {predicted / memory - 1:+.1%} "
+            f"| {same_flops:.3g} | {same_flops / flops - 1:+.1%} "
+            f"| {same_bytes / 1e6:.4f} | {same_bytes / 1e6 / memory - 1:+.1%} |"
         )
     return "\n".join(lines)
 

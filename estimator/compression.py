@@ -22,6 +22,10 @@ its graph, names and alignment; docs/compression.md compares the two). What is m
   (packed) and C centroids (float32, or int8 with the quantized formats plus its scale).
   TFLite itself stores clustered kernels densely; this is the indices-plus-centroids
   encoding, which a compressor approaches. Pruned and clustered: zero is one of the C.
+- group pruning (structured, a sparse group LASSO's outcome): the fraction g of each
+  kernel's input groups removed whole, the smaller kernel kept with a bitmap of the groups
+  that survive; then the recipe above on the smaller kernel (element pruning to sparsity
+  s inside the surviving groups, quantization, clustering).
 """
 
 from __future__ import annotations
@@ -139,7 +143,7 @@ def tensor_bytes(
         bits = ceil(log2(clusters))
         centroids = clusters * value_bytes
         return _ceil_div(tensor.size * bits, 8) + centroids + metadata
-    nonzero = tensor.size - floor(Fraction(sparsity) * tensor.size)  # exact for huge sizes
+    nonzero = nonzero_weights(tensor.size, sparsity)
     if storage == "bitmap":
         return nonzero * value_bytes + _ceil_div(tensor.size, 8) + metadata
     if storage == "sparse":
@@ -180,19 +184,41 @@ def kept_groups(groups: int, removed: float) -> int:
     return groups - floor(Fraction(removed) * groups)
 
 
-def group_pruned_bytes(layers: list[ResolvedLayer], removed: float, fmt: Format = "fp32") -> int:
+def surviving_kernel(tensor: Tensor, removed: float) -> Tensor:
+    """The kernel left when the fraction `removed` of its input groups is cut: the same
+    output channels, each with the surviving groups' weights."""
+    groups = tensor.input_groups
+    size = tensor.size // groups * kept_groups(groups, removed)
+    return Tensor(tensor.layer, tensor.name, size, tensor.rows, True)
+
+
+def nonzero_weights(size: int, sparsity: float) -> int:
+    """Weights left of `size` after magnitude pruning to `sparsity` (floor(s * size) zeroed)."""
+    return size - floor(Fraction(sparsity) * size)  # exact for huge sizes
+
+
+def group_pruned_bytes(
+    layers: list[ResolvedLayer],
+    removed: float,
+    fmt: Format = "fp32",
+    *,
+    scales: Scales = "tensor",
+    sparsity: float = 0.0,
+    storage: Storage = "dense",
+    clusters: int | None = None,
+) -> int:
     """Stored bytes when every kernel loses the fraction `removed` of its input groups (the
-    structured sparsity of a group LASSO): the smaller dense kernel and a bitmap of the
-    groups kept; biases and statistics stay."""
+    structured sparsity of a group LASSO), then the recipe (`sparsity`, `storage`, `fmt`,
+    `clusters`) applies to the surviving kernel, plus a bitmap of the groups kept; biases
+    and statistics stay."""
     total = 0
     for tensor in weight_tensors(layers):
-        if not tensor.kernel:
-            total += tensor_bytes(tensor, fmt)
-            continue
-        groups = tensor.input_groups
-        size = tensor.size // groups * kept_groups(groups, removed)
-        smaller = Tensor(tensor.layer, tensor.name, size, tensor.rows, True)
-        total += tensor_bytes(smaller, fmt) + _ceil_div(groups, 8)
+        kept, mask = tensor, 0  # biases and statistics stay whole
+        if tensor.kernel:
+            kept, mask = surviving_kernel(tensor, removed), _ceil_div(tensor.input_groups, 8)
+        total += mask + tensor_bytes(
+            kept, fmt, scales=scales, sparsity=sparsity, storage=storage, clusters=clusters
+        )
     return total
 
 
@@ -229,6 +255,36 @@ def compression_summary(layers: list[ResolvedLayer]) -> dict[str, object]:
     }
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """One pruning / quantization / clustering recipe, as `phymem compress` takes it."""
+
+    fmt: Format = "fp32"
+    scales: Scales = "tensor"
+    sparsity: float = 0.0
+    clusters: int | None = None
+
+    def storages(self) -> tuple[Storage, ...]:
+        # clustered kernels have one (indices-plus-centroids) encoding
+        return ("dense",) if self.clusters else ("dense", "sparse", "bitmap")
+
+    def sizes(self, layers: list[ResolvedLayer], removed: float | None = None) -> dict[str, int]:
+        """Stored bytes by storage; with `removed`, after that group removal."""
+
+        def size(storage: Storage) -> int:
+            if removed is None:
+                return model_bytes(
+                    layers, self.fmt, scales=self.scales, sparsity=self.sparsity,
+                    storage=storage, clusters=self.clusters,
+                )  # fmt: skip
+            return group_pruned_bytes(
+                layers, removed, self.fmt, scales=self.scales, sparsity=self.sparsity,
+                storage=storage, clusters=self.clusters,
+            )  # fmt: skip
+
+        return {storage: size(storage) for storage in self.storages()}
+
+
 def recipe_report(
     layers: list[ResolvedLayer],
     *,
@@ -239,37 +295,38 @@ def recipe_report(
     group_prune: float = 0.0,
 ) -> dict[str, object]:
     """One compression recipe: stored bytes under each storage, against float32; with
-    `group_prune`, also the structured recipe (whole input groups removed, then `quantize`)."""
+    `group_prune`, also the combined recipe: whole input groups removed first, then the
+    same pruning, quantization and clustering on the surviving kernels."""
     formats: dict[str, Format] = {"none": "fp32", "float16": "fp16", "dynamic": "int8"}
-    fmt = formats[quantize]
+    recipe = Recipe(formats[quantize], scales, prune, cluster)
     baseline = model_bytes(layers, "fp32")
-    storages: tuple[Storage, ...] = ("dense",) if cluster else ("dense", "sparse", "bitmap")
-    sizes = {
-        storage: model_bytes(
-            layers, fmt, scales=scales, sparsity=prune, storage=storage, clusters=cluster
-        )
-        for storage in storages
-    }
+    sizes = recipe.sizes(layers)
     from estimator.flops import flops_summary, structured_macs
 
-    return {
+    report: dict[str, object] = {
         "recipe": {"prune": prune, "quantize": quantize, "scales": scales, "cluster": cluster},
         "params": sum(layer.params for layer in layers),
         "fp32_bytes": baseline,
         "size_bytes": sizes,
-        # a model without weights (only reshapes, activations) reduces nothing
-        "reduction": {k: round(1 - v / baseline, 4) if baseline else 0.0 for k, v in sizes.items()},
+        "reduction": _reductions(sizes, baseline),
         # unstructured pruning leaves the dense kernels' MACs (a sparse kernel skips zeros)
         "macs_dense": flops_summary(layers)["macs"],
-        **(
-            {
-                "group_pruned": {
-                    "removed": group_prune,
-                    "size_bytes": group_pruned_bytes(layers, group_prune, fmt),
-                    "macs": structured_macs(layers, group_prune),
-                }
-            }
-            if group_prune
-            else {}
-        ),
     }
+    if group_prune:
+        grouped = recipe.sizes(layers, group_prune)
+        report["group_pruned"] = {
+            "removed": group_prune,
+            "prune": prune,
+            "size_bytes": grouped,
+            "reduction": _reductions(grouped, baseline),
+            # the surviving groups' dense kernels, element zeros included (as group FLOPs
+            # are counted), and only their nonzero weights (a kernel that skips zeros)
+            "macs": structured_macs(layers, group_prune),
+            "macs_nonzero": structured_macs(layers, group_prune, prune),
+        }
+    return report
+
+
+def _reductions(sizes: dict[str, int], baseline: int) -> dict[str, float]:
+    # a model without weights (only reshapes, activations) reduces nothing
+    return {k: round(1 - v / baseline, 4) if baseline else 0.0 for k, v in sizes.items()}

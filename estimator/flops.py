@@ -39,24 +39,33 @@ def layer_macs(layer: ResolvedLayer) -> int:
     return 0
 
 
-def structured_macs(layers: list[ResolvedLayer], removed: float) -> int:
+def _kernel_positions(layer: ResolvedLayer) -> int:
+    """How often each kernel weight multiplies per sample: once in a dense map (and
+    DetNet's W1, W2, W3), at every output position of a conv."""
+    if layer.spec.type == "conv2d":
+        height, width, _ = layer.out_shape
+        return int(height * width)
+    return 1
+
+
+def structured_macs(layers: list[ResolvedLayer], removed: float, sparsity: float = 0.0) -> int:
     """MACs when every kernel loses the fraction `removed` of its input groups (input
-    features of a dense map, input channels of a conv): their multiplications go with them.
-    DetNet's H^T H x_k product has no weights and stays."""
-    from estimator.compression import kept_groups
+    features of a dense map, input channels of a conv, the inputs of DetNet's W1, W2, W3):
+    their multiplications go with them. With `sparsity`, only the multiplications by the
+    weights left nonzero inside the surviving groups count (each kernel pruned as
+    estimator.compression prunes it). DetNet's H^T H x_k product has no weights and stays."""
+    from estimator.compression import _layer_tensors, nonzero_weights, surviving_kernel
 
     total = 0
     for layer in leaves(layers):
-        spec = layer.spec
-        if spec.type == "dense":
-            total += kept_groups(layer.in_features, removed) * spec.units
-        elif spec.type == "conv2d":
-            channels = layer.in_shape[-1]
-            total += layer_macs(layer) // channels * kept_groups(channels, removed)
-        elif spec.type == "detnet_layer":
-            k, z, v = spec.transmitters, spec.hidden, spec.v
-            total += k * k + kept_groups(3 * k + v, removed) * z
-            total += kept_groups(z, removed) * (k + v)
+        if layer.spec.type not in ("dense", "conv2d", "detnet_layer"):
+            continue  # an embedding is a lookup: no MACs (layer_macs)
+        if layer.spec.type == "detnet_layer":
+            total += layer.spec.transmitters**2
+        for tensor in _layer_tensors(layer):
+            if tensor.kernel:
+                size = surviving_kernel(tensor, removed).size
+                total += _kernel_positions(layer) * nonzero_weights(size, sparsity)
     return total
 
 

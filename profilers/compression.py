@@ -14,8 +14,12 @@ Worker side only (imports TensorFlow). Two measurements, each in a fresh process
   `strip_pruning`) and weight clustering to C clusters (k-means++ centroids,
   `strip_clustering`), each converted to a float32 and a dynamic-range TFLite file; the
   pruned model also with `EXPERIMENTAL_SPARSITY`, which stores sparse kernels in
-  TFLite's sparsity encoding. Only Dense and Conv2D kernels are pruned or clustered
-  (what TFMOT wraps); a model with a custom layer (DetNet's) is refused by name.
+  TFLite's sparsity encoding. The Dense and Conv2D kernels are pruned or clustered
+  (what TFMOT wraps), and DetNet's layer through a subclass that hands TFMOT its three
+  kernels w1, w2, w3 (`_tfmot_detnet_class`; the same maths); any other custom layer is
+  refused by name. tf-keras pulls the full `tensorflow` wheel, so this part runs in a
+  second environment, the compress venv (`make compress-env`: `.venv-compress`, or the
+  interpreter named by `PHYMEM_COMPRESS_PYTHON`), and the main venv keeps `tensorflow-cpu`.
 - with `latency_runs`, each float/int8 file's (and the sparse pruned files') median
   batch-1 latency with the LiteRT interpreter on one thread, XNNPack on and off.
 
@@ -26,6 +30,7 @@ trained weights compress a little differently (docs/compression.md).
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import json
 import os
@@ -39,6 +44,8 @@ from estimator.spec import AnySpec, canonical_json
 
 TFLITE_FORMATS = ("fp32", "fp16", "int8")
 LEGACY_KERAS = "TF_USE_LEGACY_KERAS"
+COMPRESS_PYTHON = "PHYMEM_COMPRESS_PYTHON"  # the compress environment's interpreter
+COMPRESS_VENV = ".venv-compress"  # its default, made by `make compress-env`
 
 
 def _file_sizes(flatbuffer: bytes, latency_runs: int = 0) -> dict[str, Any]:
@@ -106,35 +113,101 @@ def tflite_sizes(spec: AnySpec, latency_runs: int = 0) -> dict[str, dict[str, An
     return {fmt: _file_sizes(_convert(model, fmt), latency_runs) for fmt in TFLITE_FORMATS}
 
 
-def _kernel_sparsity(model: Any) -> float:
+def _kernels(model: Any) -> list[Any]:
+    """Every kernel TFMOT prunes or clusters, as arrays: a Dense/Conv2D layer's kernel,
+    DetNet's w1, w2, w3 (what estimator.compression counts as kernels)."""
     import numpy as np
 
-    zeros = total = 0
+    found = []
     for layer in model.layers:
-        kernel = getattr(layer, "kernel", None)
-        if kernel is not None:
-            values = np.asarray(kernel)
-            zeros += int((values == 0).sum())
-            total += values.size
-    return zeros / total if total else 0.0
+        if hasattr(layer, "get_prunable_weights"):
+            found += [np.asarray(weight) for weight in layer.get_prunable_weights()]
+        elif getattr(layer, "kernel", None) is not None:
+            found.append(np.asarray(layer.kernel))
+    return found
 
 
-def _refuse_custom_layers(model: Any) -> None:
-    for layer in model.layers:
-        if type(layer).__module__.startswith("profilers."):
-            raise ValueError(
-                f"layer {layer.name!r}: {type(layer).__name__} is a custom layer, which "
-                "TFMOT cannot prune or cluster"
-            )
+def _kernel_sparsity(model: Any) -> float:
+    kernels = _kernels(model)
+    total = sum(kernel.size for kernel in kernels)
+    return sum(int((kernel == 0).sum()) for kernel in kernels) / total if total else 0.0
+
+
+def _tfmot_detnet_class() -> type:
+    """DetNet's layer as TFMOT sees it: its three kernels prunable and clusterable, its
+    maths (`call`) the builder's. TFMOT's clustering wrapper reads and replaces a weight by
+    attribute name, so each kernel is a property onto its Dense (w1.kernel, ...)."""
+    import tensorflow_model_optimization as tfmot
+
+    from profilers.builders import _detnet_layer_class
+
+    base: Any = _detnet_layer_class()
+    prunable: Any = tfmot.sparsity.keras.PrunableLayer
+    clusterable: Any = tfmot.clustering.keras.ClusterableLayer
+
+    def kernel_of(dense: str) -> property:
+        def read(self: Any) -> Any:
+            return getattr(self, dense).kernel
+
+        def write(self: Any, value: Any) -> None:
+            getattr(self, dense).kernel = value
+
+        return property(read, write)
+
+    class TfmotDetNetLayer(base, prunable, clusterable):  # type: ignore[misc]
+        w1_kernel, w2_kernel, w3_kernel = (kernel_of(name) for name in ("w1", "w2", "w3"))
+
+        def build(self, input_shape: Any) -> None:
+            # tf-keras marks a layer built only when it builds itself on a call; TFMOT's
+            # strip_clustering builds the clean layer directly, then sets its weights
+            super().build(input_shape)
+            self.built = True
+
+        def get_prunable_weights(self) -> list[Any]:
+            return [self.w1.kernel, self.w2.kernel, self.w3.kernel]
+
+        def get_clusterable_weights(self) -> list[tuple[str, Any]]:
+            return [(f"{name}_kernel", getattr(self, name).kernel) for name in DETNET_KERNELS]
+
+        def get_config(self) -> dict[str, Any]:  # strip_clustering rebuilds from it
+            sizes = {"transmitters": self.k, "hidden": self.hidden, "v": self.v}
+            return {**super().get_config(), **sizes}
+
+    return TfmotDetNetLayer
+
+
+DETNET_KERNELS = ("w1", "w2", "w3")
+
+
+def _tfmot_layer(layer: Any) -> Any | None:
+    """The layer TFMOT wraps in its place (the layer itself, or DetNet's as
+    `_tfmot_detnet_class`, with its weights); None for a layer without kernels. A custom
+    layer of profilers' own that is neither is refused by name."""
+    import tensorflow as tf
+
+    if isinstance(layer, tf.keras.layers.Dense | tf.keras.layers.Conv2D):
+        return layer
+    if type(layer).__name__ == "DetNetLayer":
+        config = layer.get_config()
+        sizes = {"transmitters": layer.k, "hidden": layer.hidden, "v": layer.v}
+        twin = _tfmot_detnet_class()(**sizes, name=config["name"], dtype=config["dtype"])
+        twin.build(layer.input_shape)
+        twin.set_weights(layer.get_weights())
+        return twin
+    if type(layer).__module__.startswith("profilers.") and layer.trainable_weights:
+        raise ValueError(
+            f"layer {layer.name!r}: {type(layer).__name__} is a custom layer, which "
+            "TFMOT cannot prune or cluster"
+        )
+    return None
 
 
 def _wrap_kernels(model: Any, wrap: Any) -> Any:
     import tensorflow as tf
 
     def clone(layer: Any) -> Any:
-        if isinstance(layer, tf.keras.layers.Dense | tf.keras.layers.Conv2D):
-            return wrap(layer)
-        return layer
+        found = _tfmot_layer(layer)
+        return layer if found is None else wrap(found)
 
     return tf.keras.models.clone_model(model, clone_function=clone)
 
@@ -178,14 +251,7 @@ def clustered_model(model: Any, clusters: int) -> Any:
 def _distinct_kernel_values(model: Any) -> int:
     import numpy as np
 
-    return max(
-        (
-            len(np.unique(np.asarray(layer.kernel)))
-            for layer in model.layers
-            if getattr(layer, "kernel", None) is not None
-        ),
-        default=0,
-    )
+    return max((len(np.unique(kernel)) for kernel in _kernels(model)), default=0)
 
 
 def tfmot_sizes(
@@ -198,7 +264,6 @@ def tfmot_sizes(
     from profilers.builders import build
 
     model = build(spec, compile_model=False).model
-    _refuse_custom_layers(model)
     found: dict[str, Any] = {}
     if prune is not None:
         pruned = pruned_model(model, prune)
@@ -221,10 +286,12 @@ def tfmot_sizes(
     return found
 
 
-def _run_part(args: list[str], env: dict[str, str], timeout_s: float) -> dict[str, Any]:
+def _run_part(
+    python: str, args: list[str], env: dict[str, str], timeout_s: float
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.json"
-        command = [sys.executable, "-m", "profilers.compression", *args, "--out", str(out)]
+        command = [python, "-m", "profilers.compression", *args, "--out", str(out)]
         done = subprocess.run(
             command, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
         )
@@ -236,39 +303,86 @@ def _run_part(args: list[str], env: dict[str, str], timeout_s: float) -> dict[st
         return result
 
 
-def tfmot_available() -> bool:
-    """Whether tf-keras and the Model Optimization Toolkit are installed (the `compress`
-    extra); checked without importing TensorFlow."""
+def compress_python() -> str:
+    """The compress environment's interpreter, which runs the TFMOT part: the one named by
+    `PHYMEM_COMPRESS_PYTHON`, else the repository's `.venv-compress` (`make compress-env`)
+    where it exists, else this interpreter (the extra installed here)."""
+    from profilers.allocator import REPO_ROOT
+
+    configured = os.environ.get(COMPRESS_PYTHON, "").strip()
+    if configured:
+        return configured
+    default = REPO_ROOT / COMPRESS_VENV / "bin" / "python"
+    return str(default) if default.exists() else sys.executable
+
+
+@functools.cache
+def _has_modules(python: str, *names: str) -> bool:
+    """Whether `python` can import every module named (found, not imported: no TensorFlow
+    starts); another interpreter is asked in a short subprocess."""
     from importlib.util import find_spec
 
-    return (
-        find_spec("tf_keras") is not None and find_spec("tensorflow_model_optimization") is not None
-    )
+    if python == sys.executable:
+        return all(find_spec(name) is not None for name in names)
+    probe = "import sys, importlib.util as u; sys.exit(not all(map(u.find_spec, sys.argv[1:])))"
+    try:
+        done = subprocess.run([python, "-c", probe, *names], capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
 
 
-def framework_versions() -> dict[str, str | None]:
-    """Versions of what the measuring processes run (this interpreter's packages), read
-    without importing TensorFlow."""
-    import platform
+TFMOT_MODULES = ("tf_keras", "tensorflow_model_optimization")
+
+
+def tfmot_available() -> bool:
+    """Whether the compress environment (`compress_python`) has tf-keras and the Model
+    Optimization Toolkit."""
+    return _has_modules(compress_python(), *TFMOT_MODULES)
+
+
+def _tflite_python(latency_runs: int) -> str:
+    """This interpreter converts; latency needs LiteRT (the compress extra), so without it
+    here the compress environment converts and times the files."""
+    if latency_runs and not _has_modules(sys.executable, "ai_edge_litert"):
+        other = compress_python()
+        if _has_modules(other, "ai_edge_litert"):
+            return other
+    return sys.executable
+
+
+def _environment() -> dict[str, str | None]:
+    """The interpreter and packages a measuring process ran on (either environment)."""
     from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return {
+        "python": sys.executable,
+        "tensorflow": installed("tensorflow") or installed("tensorflow-cpu"),
+        "tf_keras": installed("tf-keras"),
+        "tensorflow_model_optimization": installed("tensorflow-model-optimization"),
+        "ai_edge_litert": installed("ai-edge-litert"),
+    }
+
+
+def framework_versions(measured: dict[str, Any] | None = None) -> dict[str, str | None]:
+    """Versions of what the measuring processes ran on: each part's own report in
+    `measured` (either environment), else this interpreter's packages (read without
+    importing TensorFlow)."""
+    import platform
 
     from estimator.engine import ENGINE_VERSION
 
-    def installed(*names: str) -> str | None:
-        for name in names:
-            try:
-                return version(name)
-            except PackageNotFoundError:
-                continue
-        return None
-
-    return {
-        "tensorflow": installed("tensorflow-cpu", "tensorflow"),
-        "ai_edge_litert": installed("ai-edge-litert"),
-        "tensorflow_model_optimization": installed("tensorflow-model-optimization"),
-        "python": platform.python_version(),
-        "phymem_engine": ENGINE_VERSION,
-    }
+    here = _environment()
+    parts = ((measured or {}).get("environment") or {}).values()
+    reported = {k: v for part in parts for k, v in part.items() if v and k != "python"}
+    found = {k: reported.get(k) or here[k] for k in here if k != "python"}
+    return {**found, "python": platform.python_version(), "phymem_engine": ENGINE_VERSION}
 
 
 def measure_in_subprocess(
@@ -290,18 +404,28 @@ def measure_in_subprocess(
     )
     base.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     runs = ["--latency-runs", str(latency_runs)]
-    measured: dict[str, Any] = {"tflite": _run_part(["--spec", spec_json, *runs], base, timeout_s)}
-    if prune is not None or cluster is not None:
-        if not tfmot_available():
-            raise RuntimeError(
-                "pruning/clustering measurement needs the compress extra "
-                "(pip install 'phymem[compress]': tf-keras, tensorflow-model-optimization)"
-            )
+    tfmot = prune is not None or cluster is not None
+    if tfmot and not tfmot_available():
+        raise RuntimeError(MISSING_TFMOT)
+    tflite = _run_part(_tflite_python(latency_runs), ["--spec", spec_json, *runs], base, timeout_s)
+    measured: dict[str, Any] = {"environment": {"tflite": tflite.pop("environment")}}
+    measured["tflite"] = tflite
+    if tfmot:
         args = ["--spec", spec_json, "--tfmot", *runs]
         args += ["--prune", str(prune)] if prune is not None else []
         args += ["--cluster", str(cluster)] if cluster is not None else []
-        measured |= _run_part(args, base | {LEGACY_KERAS: "1"}, timeout_s)
+        legacy = base | {LEGACY_KERAS: "1"}
+        part = _run_part(compress_python(), args, legacy, timeout_s)
+        measured["environment"]["tfmot"] = part.pop("environment")
+        measured |= part
     return measured
+
+
+MISSING_TFMOT = (
+    "pruning/clustering measurement needs the compress environment (tf-keras, "
+    f"tensorflow-model-optimization): `make compress-env` makes {COMPRESS_VENV}, or set "
+    f"{COMPRESS_PYTHON} to an interpreter with `pip install 'phymem[compress]'`"
+)
 
 
 def recipe_file(
@@ -337,6 +461,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     else:
         result = tflite_sizes(spec, args.latency_runs)
+    result["environment"] = _environment()
     args.out.write_text(json.dumps(result))
 
 

@@ -56,6 +56,42 @@ def test_compress_refusals_name_the_field(client: Any, body: Any, field: str) ->
     assert field in response.text
 
 
+DENSE_64_32 = {"input_kind": "real", "input_size": 64, "layers": [{"type": "dense", "units": 32}]}
+
+
+def test_compress_removes_groups_then_prunes_inside_them(client: Any) -> None:
+    body = {"spec": DENSE_64_32, "group_prune": 0.25, "prune": 0.5}
+    response = client.post("/v1/compress", json=body)
+    assert response.status_code == 200, response.text
+    grouped = response.json()["group_pruned"]
+    # a 48 x 32 kernel, 768 nonzeros; the 8-byte mask of inputs kept; 32 float32 biases
+    rest = 8 + 32 * 4
+    assert grouped["size_bytes"] == {
+        "dense": 1536 * 4 + rest,
+        "sparse": 768 * 4 + 33 * 2 + 768 + rest,
+        "bitmap": 768 * 4 + 192 + rest,
+    }
+    assert (grouped["macs"], grouped["macs_nonzero"]) == (1536, 768)
+    assert response.json()["size_bytes"]["bitmap"] == 1024 * 4 + 256 + 32 * 4  # no groups cut
+
+
+@pytest.mark.parametrize(
+    ("recipe", "field"),
+    [
+        ({"group_prune": 0.5, "prune": 1.0}, "prune"),
+        ({"group_prune": 1.0, "prune": 0.5}, "group_prune"),
+        ({"group_prune": -0.1, "prune": 0.5}, "group_prune"),
+        ({"group_prune": "half", "prune": 0.5}, "group_prune"),
+    ],
+)
+def test_compress_group_and_element_refusals_name_the_field(
+    client: Any, recipe: dict[str, Any], field: str
+) -> None:
+    response = client.post("/v1/compress", json={"spec": DENSE_64_32, **recipe})
+    assert response.status_code == 422, response.text
+    assert [error["field"] for error in response.json()["errors"]] == [field], response.text
+
+
 def test_compress_a_model_without_weights_reduces_nothing(client: Any) -> None:
     spec = {"input_kind": "real", "input_size": 4, "layers": [{"type": "leaky_relu"}]}
     response = client.post("/v1/compress", json={"spec": spec, "prune": 0.5})

@@ -329,6 +329,77 @@ def test_group_pruning_by_hand() -> None:
     assert structured_macs(det, 0.0) == flops_summary(det)["macs"] == 26000
 
 
+def test_group_then_element_pruning_by_hand() -> None:
+    from estimator.compression import group_pruned_bytes, recipe_report
+    from estimator.flops import structured_macs
+
+    layers = resolve(_model([{"type": "dense", "units": 32}], input_size=64))
+    # 16 of 64 inputs removed: a 48 x 32 kernel (1536 weights), then half of it zeroed;
+    # plus the 8-byte mask of inputs kept and the 32 float32 biases
+    rest = 8 + 32 * 4
+    assert group_pruned_bytes(layers, 0.25, sparsity=0.5) == 1536 * 4 + rest  # zeros kept
+    bitmap = 768 * 4 + 1536 // 8 + rest
+    assert group_pruned_bytes(layers, 0.25, sparsity=0.5, storage="bitmap") == bitmap
+    # CSR: 33 uint16 row offsets (768 nonzeros), one uint8 column index (of 48) per nonzero
+    csr = 768 * 4 + 33 * 2 + 768 + rest
+    assert group_pruned_bytes(layers, 0.25, sparsity=0.5, storage="sparse") == csr
+    int8 = {"dense": 1536 + 12 + rest, "sparse": 768 + 66 + 768 + 12 + rest}
+    int8["bitmap"] = 768 + 192 + 12 + rest
+    report = recipe_report(layers, prune=0.5, quantize="dynamic", group_prune=0.25)
+    grouped: Any = report["group_pruned"]
+    assert grouped["size_bytes"] == int8
+    assert (grouped["removed"], grouped["prune"]) == (0.25, 0.5)
+    assert (grouped["macs"], grouped["macs_nonzero"]) == (1536, 768)
+    # per-channel scales: 32 of them; clustered to 16: 4-bit indices and 16 int8 centroids
+    channel = recipe_report(
+        layers, prune=0.5, quantize="dynamic", scales="channel", group_prune=0.25
+    )
+    assert channel["group_pruned"]["size_bytes"]["bitmap"] == 768 + 192 + 32 * 12 + rest  # type: ignore[index]
+    clustered = recipe_report(layers, quantize="dynamic", cluster=16, group_prune=0.25)
+    assert clustered["group_pruned"]["size_bytes"] == {"dense": 768 + 16 + 12 + rest}  # type: ignore[index]
+    # without element pruning the combined recipe is group pruning alone
+    assert group_pruned_bytes(layers, 0.25, "int8") == int8["dense"]
+    assert structured_macs(layers, 0.25, 0.0) == 1536
+
+
+def test_group_then_element_pruning_counts_conv_positions_and_detnet_kernels() -> None:
+    from estimator.compression import group_pruned_bytes
+    from estimator.flops import structured_macs
+
+    conv = resolve(
+        _model([{"type": "reshape", "target": [4, 4, 2]}, {"type": "conv2d", "filters": 8}])
+    )
+    # one of the 2 input channels kept: 3x3x1x8 = 72 weights, 36 nonzero, at 16 positions
+    assert structured_macs(conv, 0.5) == 16 * 72
+    assert structured_macs(conv, 0.5, 0.5) == 16 * 36
+    bitmap = 36 * 4 + 72 // 8 + 1 + 8 * 4
+    assert group_pruned_bytes(conv, 0.5, sparsity=0.5, storage="bitmap") == bitmap
+    det = resolve(detnet(layers=1))
+    # W1 keeps 50 of its 100 inputs (8000 weights), W2 and W3 80 of their 160 (1600, 3200)
+    assert structured_macs(det, 0.5) == 400 + 8000 + 1600 + 3200
+    assert structured_macs(det, 0.5, 0.5) == 400 + 4000 + 800 + 1600
+    kernels = (4000 * 4 + 1000 + 13) + (800 * 4 + 200 + 20) + (1600 * 4 + 400 + 20)
+    biases = (160 + 20 + 40 + 1) * 4
+    assert group_pruned_bytes(det, 0.5, sparsity=0.5, storage="bitmap") == kernels + biases
+
+
+def test_cli_compress_takes_group_and_element_pruning_together(tmp_path: Path) -> None:
+    spec = tmp_path / "dense.yaml"
+    spec.write_text("input_kind: real\ninput_size: 64\nlayers:\n- {type: dense, units: 32}\n")
+    args = ("compress", str(spec), "--group-prune", "0.25", "--prune", "0.5")
+    result = _phymem(*args, "--json")
+    assert result.returncode == 0, result.stderr
+    grouped = json.loads(result.stdout)["group_pruned"]
+    assert grouped["size_bytes"]["bitmap"] == 768 * 4 + 192 + 8 + 128
+    assert grouped["macs_nonzero"] == 768
+    text = _phymem(*args)
+    assert text.returncode == 0 and "MACs 1536 (surviving groups), 768 nonzero" in text.stdout
+    for flag, value in (("--prune", "1.0"), ("--group-prune", "-0.1"), ("--group-prune", "1")):
+        other = "--group-prune" if flag == "--prune" else "--prune"
+        bad = _phymem("compress", str(spec), flag, value, other, "0.5")
+        assert bad.returncode == 2 and flag in bad.stderr, bad.stderr
+
+
 def test_sgl_rows_meet_the_printed_flops_at_the_groups_they_solve_for() -> None:
     from benchmarks.compression_tables import SGL_PRINTED, kept_for_flops, sgl_estimate
     from estimator.compression import group_pruned_bytes
@@ -344,3 +415,40 @@ def test_sgl_rows_meet_the_printed_flops_at_the_groups_they_solve_for() -> None:
         assert found == 2 * structured_macs(layers, 1 - kept)
     dense_size, dense_flops = sgl_estimate(90, 1.0)
     assert dense_flops == 2 * 90 * 26_000 and dense_size > model_bytes(resolve(detnet()))
+
+
+def test_sgl_sparsity_is_fitted_once_and_the_rows_are_the_combined_recipe() -> None:
+    from benchmarks.compression_tables import (
+        SGL_FIT_LAYERS,
+        SGL_FIT_ROW,
+        SGL_PRINTED,
+        SGL_TABLE2,
+        fit_element_sparsity,
+        kept_for_flops,
+        removed_for_flops,
+        sgl_estimate,
+        sgl_fit,
+    )
+    from estimator.compression import group_pruned_bytes, recipe_report
+    from estimator.flops import structured_macs
+
+    removed, sparsity = sgl_fit()
+    memory, flops = SGL_TABLE2[SGL_FIT_ROW]
+    layers = resolve(detnet(layers=SGL_FIT_LAYERS))
+    exact = 1 - kept_for_flops(SGL_FIT_LAYERS, flops)
+    assert structured_macs(layers, removed) == structured_macs(layers, exact)  # same groups
+
+    def csr(count_layers: list[Any], s: float) -> int:
+        return group_pruned_bytes(count_layers, removed, sparsity=s, storage="sparse")
+
+    # the smallest sparsity (4 decimals) whose stored bytes meet the printed MB
+    assert csr(layers, sparsity) <= memory * 1e6 < csr(layers, sparsity - 1e-4)
+    for count, (_memory, printed_flops) in SGL_PRINTED.items():
+        cut = removed_for_flops(count, printed_flops)
+        report: Any = recipe_report(resolve(detnet(layers=count)), prune=sparsity, group_prune=cut)
+        grouped = report["group_pruned"]
+        assert (grouped["size_bytes"]["sparse"], 2 * grouped["macs"]) == sgl_estimate(
+            count, 1 - cut, sparsity
+        )
+    with pytest.raises(ValueError, match="floor"):
+        fit_element_sparsity(SGL_FIT_LAYERS, removed, 10_000)

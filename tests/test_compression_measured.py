@@ -1,9 +1,12 @@
-"""Measured TFLite sizes of CsiNet (real TensorFlow, real converter, real TFMOT), each
-part in its own fresh process as `phymem compress --measure` runs it."""
+"""Measured TFLite sizes of CsiNet and DetNet (real TensorFlow, real converter, real
+TFMOT), each part in its own fresh process as `phymem compress --measure` runs it: the
+TFMOT part with the compress environment's interpreter (`make compress-env`)."""
 
 from __future__ import annotations
 
 import json
+import sys
+from importlib.util import find_spec
 from typing import Any
 
 import pytest
@@ -11,19 +14,30 @@ import pytest
 from estimator.compression import model_bytes
 from estimator.families import csinet, detnet
 from estimator.layers import leaves, resolve
-from profilers.compression import measure_in_subprocess, tfmot_available
+from profilers.compression import (
+    COMPRESS_PYTHON,
+    COMPRESS_VENV,
+    compress_python,
+    measure_in_subprocess,
+    tfmot_available,
+)
+from tests.conftest import in_ci
 
 pytestmark = [pytest.mark.tensorflow, pytest.mark.slow]
+DETNET_SMALL = detnet(layers=2)
 
 
 def _need_tfmot() -> None:
-    """The compress extra is optional, in CI too: tf-keras installs the full `tensorflow`
-    wheel over `tensorflow-cpu`, which the profiler's allocator traces were taken with."""
+    """The compress environment is a venv of its own (tf-keras installs the full
+    `tensorflow` wheel); `make test` makes it, so in CI its absence fails."""
     if not tfmot_available():
-        pytest.skip(
-            "tf-keras / tensorflow-model-optimization not installed "
-            "(pip install -e '.[compress]' to run these)"
+        reason = (
+            f"no compress environment at {compress_python()} (`make compress-env`, or set "
+            f"{COMPRESS_PYTHON})"
         )
+        if in_ci():
+            pytest.fail(f"compress environment missing while CI is set: {reason}", pytrace=False)
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +86,52 @@ def test_clustering_leaves_at_most_c_values_per_kernel(measured: dict[str, Any])
     assert clustered["fp32"]["gzip_bytes"] < 0.3 * measured["tflite"]["fp32"]["gzip_bytes"]
 
 
-def test_a_custom_layer_is_refused_by_name() -> None:
+@pytest.fixture(scope="module")
+def detnet_measured() -> dict[str, Any]:
     _need_tfmot()
-    with pytest.raises(RuntimeError, match="custom layer"):
-        measure_in_subprocess(detnet(layers=1), prune=0.5, timeout_s=600)
+    return measure_in_subprocess(DETNET_SMALL, prune=0.5, cluster=16, timeout_s=600)
+
+
+def test_detnet_kernels_are_pruned_to_the_sparsity_asked(detnet_measured: dict[str, Any]) -> None:
+    # w1, w2, w3 of both layers (16000, 3200, 6400 weights: half of each is exact)
+    pruned = detnet_measured["pruned"]
+    assert pruned["kernel_sparsity_measured"] == pytest.approx(0.5, abs=1e-3)
+    layers = resolve(DETNET_SMALL)
+    # gzip squeezes the zeros of the dense file to about the bitmap estimate; the sparse
+    # file is TFLite's CSR encoding plus the graph of two layers
+    bitmap = model_bytes(layers, sparsity=0.5, storage="bitmap")
+    assert 0.9 * bitmap < pruned["fp32"]["gzip_bytes"] < 1.1 * bitmap
+    csr = model_bytes(layers, sparsity=0.5, storage="sparse")
+    assert csr <= pruned["fp32_sparse"]["bytes"] <= csr + 32 * 1024
+    assert pruned["fp32_sparse"]["bytes"] < 0.7 * detnet_measured["tflite"]["fp32"]["bytes"]
+
+
+def test_detnet_kernels_are_clustered_to_at_most_c_values(
+    detnet_measured: dict[str, Any],
+) -> None:
+    clustered = detnet_measured["clustered"]
+    assert 2 <= clustered["distinct_values_max"] <= 16
+    dense = detnet_measured["tflite"]["fp32"]["gzip_bytes"]
+    assert clustered["fp32"]["gzip_bytes"] < 0.4 * dense
+    versions = detnet_measured["environment"]["tfmot"]
+    assert versions["tf_keras"] and versions["tensorflow_model_optimization"]
+
+
+def test_the_compress_environment_is_the_one_its_setting_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from profilers.allocator import REPO_ROOT
+
+    monkeypatch.delenv(COMPRESS_PYTHON, raising=False)
+    default = REPO_ROOT / COMPRESS_VENV / "bin" / "python"
+    assert compress_python() == (str(default) if default.exists() else sys.executable)
+    monkeypatch.setenv(COMPRESS_PYTHON, sys.executable)
+    here = all(find_spec(name) for name in ("tf_keras", "tensorflow_model_optimization"))
+    assert tfmot_available() is here
+    monkeypatch.setenv(COMPRESS_PYTHON, "/nonexistent/bin/python")
+    assert tfmot_available() is False
+    with pytest.raises(RuntimeError, match=COMPRESS_PYTHON):
+        measure_in_subprocess(DETNET_SMALL, prune=0.5, timeout_s=600)
 
 
 def test_cli_measure_adds_the_measured_file_beside_the_estimate() -> None:
@@ -90,10 +146,13 @@ def test_cli_measure_adds_the_measured_file_beside_the_estimate() -> None:
     assert data["measured_file"]["bytes"] < data["size_bytes"]["dense"] + 64 * 1024
 
 
-def test_cli_measure_refuses_pruning_a_custom_layer_before_building() -> None:
+def test_cli_measure_without_the_compress_environment_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from tests.test_compression import _phymem
 
+    monkeypatch.setenv(COMPRESS_PYTHON, "/nonexistent/bin/python")
     args = ("--family", "detnet", "--layers", "2", "--prune", "0.5", "--measure")
     result = _phymem("compress", *args)
     assert result.returncode == 2
-    assert "detnet_layer_0" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert COMPRESS_PYTHON in result.stderr and len(result.stderr.strip().splitlines()) == 1

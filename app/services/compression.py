@@ -146,7 +146,7 @@ def store_measured(
     rows = size_pairs(layers, measured) + latency_rows(measured, latency_runs)
     begin_write(session)
     ids = measurements.store_quantities(
-        session, estimate.id, rows, device=device, framework_versions=framework_versions()
+        session, estimate.id, rows, device=device, framework_versions=framework_versions(measured)
     )
     session.commit()
     return {"estimate_id": estimate.id, "measurement_ids": ids}
