@@ -167,8 +167,9 @@ def _summary(
 
 
 def _estimate(spec: Any) -> dict[str, Any]:
-    """The estimate the run is paired with: framework mode where it models every layer,
-    else paper mode (CsiNet's and DetNet's layers, until framework mode has them)."""
+    """The estimate the run is paired with: framework mode where it models every layer
+    (autoencoders, CsiNet in fp32, DetNet's training graph in fp32), else paper mode (the
+    combinations framework mode refuses, such as mixed precision with conv layers)."""
     from app.worker import profile
     from estimator.errors import InvalidSpec
 
