@@ -11,7 +11,10 @@ Read off BFC allocator traces of float32 steps on the single-threaded executor, 
     python -m profilers.trace record SPEC.json OUT.json
 
 for SPEC `canonical_json(estimator.families.detnet(K, N, L, batch=B, optimizer=O))` at
-(K, N, L, B) = (4, 6, 2, 64) Adam and (3, 5, 3, 100) with Adam, SGD and no optimizer.
+(K, N, L, B) = (4, 6, 2, 64) Adam and (3, 5, 3, 100) with Adam, SGD and no optimizer, on
+an AVX2 CPU where TF's default left oneDNN off (measurements now turn it on, see
+profilers.allocator.CHILD_ENV; benchmarks/framework_new_layers.md gives the error both
+ways).
 What they show, per layer (H = 8K hidden units, all sizes per sample, float32):
 
 - Build: the step scalar t (ones), then W1 (5K x H), its bias, W2 (H x K), its bias, W3
