@@ -16,6 +16,10 @@ from fastapi.testclient import TestClient
 
 from app.core.config import Settings
 from app.main import create_app
+from estimator.budget import Budget, bounded
+from estimator.engine import estimate
+from estimator.errors import BudgetExceeded
+from estimator.spec import ModelSpec
 
 
 @pytest.fixture
@@ -52,20 +56,22 @@ def test_smaller_budget_stops_one_large_estimate_midway(db_url: str, tmp_path: A
         Settings(database_url=db_url, data_dir=tmp_path, framework_budget_units=budget)
     )
     with TestClient(app) as client:
-        start = time.perf_counter()
         refused = client.post("/v1/estimates", json={**dense_model(512), "mode": "framework"})
-        stopped_after = time.perf_counter() - start
         allowed = client.post("/v1/estimates", json={**dense_model(64), "mode": "framework"})
-    app_full = create_app(Settings(database_url=db_url, data_dir=tmp_path))
-    with TestClient(app_full) as client:
-        start = time.perf_counter()
-        full = client.post("/v1/estimates", json={**dense_model(512), "mode": "framework"})
-        full_s = time.perf_counter() - start
     assert refused.status_code == 422, refused.text
     error = refused.json()["errors"][0]
     assert error["field"] == "layers" and f"{budget:,} units" in error["message"]
-    assert allowed.status_code == 200 and full.status_code == 200
-    assert stopped_after < full_s / 3, (stopped_after, full_s)  # stopped inside the estimate
+    assert allowed.status_code == 200
+    # Midway, counted in the engine's own units (not in seconds: the uncharged trace
+    # generation before the replay is a large, machine-dependent share of the time).
+    spec = ModelSpec.model_validate(dense_model(512))
+    with bounded(Budget()) as unbounded:
+        estimate(spec, "framework")
+    stopped = Budget(units=budget)
+    with bounded(stopped), pytest.raises(BudgetExceeded):
+        estimate(spec, "framework")
+    assert unbounded is not None and unbounded.spent > 16 * budget
+    assert budget < stopped.spent < unbounded.spent / 8, (stopped.spent, unbounded.spent)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
