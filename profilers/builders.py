@@ -319,6 +319,16 @@ def _build_detnet(
     return built
 
 
+def build_deployed(spec: FamilySpec | ModelSpec, *, seed: int | None = 0) -> Any:
+    """The uncompiled model as it is deployed, what TFLite converts and TFMOT compresses:
+    the spec's layers alone. For a `detnet` loss that is the detector (state in, last
+    state out); the training graph `build` makes adds every layer's x_hat for Eq. (4)."""
+    model_spec = model_for(spec, "framework")
+    if model_spec.loss == "detnet":  # any other loss builds the same layers; mse is plain
+        model_spec = model_spec.model_copy(update={"loss": "mse"})
+    return build(model_spec, seed=seed, compile_model=False).model
+
+
 def build_model(spec: FamilySpec | ModelSpec, *, seed: int | None = 0) -> Any:
     """A compiled `keras.Model` for the spec (families expand as in the framework mode)."""
     return build(spec, seed=seed).model

@@ -107,9 +107,9 @@ def _convert(model: Any, fmt: str, *, sparsity: bool = False) -> bytes:
 def tflite_sizes(spec: AnySpec, latency_runs: int = 0) -> dict[str, dict[str, Any]]:
     """Bytes and gzip bytes of the spec's TFLite file in each format, and with
     `latency_runs` its median latency (the builder follows `TF_USE_LEGACY_KERAS`)."""
-    from profilers.builders import build
+    from profilers.builders import build_deployed
 
-    model = build(spec, compile_model=False).model
+    model = build_deployed(spec)
     return {fmt: _file_sizes(_convert(model, fmt), latency_runs) for fmt in TFLITE_FORMATS}
 
 
@@ -261,9 +261,9 @@ def tfmot_sizes(
     was set before TensorFlow was imported."""
     if os.environ.get(LEGACY_KERAS) != "1":
         raise RuntimeError(f"tfmot_sizes: set {LEGACY_KERAS}=1 before TensorFlow is imported")
-    from profilers.builders import build
+    from profilers.builders import build_deployed
 
-    model = build(spec, compile_model=False).model
+    model = build_deployed(spec)
     found: dict[str, Any] = {}
     if prune is not None:
         pruned = pruned_model(model, prune)
