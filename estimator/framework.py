@@ -97,7 +97,7 @@ def simulate(trace: Trace) -> Peak:
     bfc = Bfc()
     chunks: dict[int, Chunk] = {}
     held: dict[int, int] = {}  # tensor -> the bytes the bound counts for it
-    peak, at = -1, -1
+    peak, at, live = -1, -1, []
     any_layout, counted = 0, 0
     budget = work_budget.current()  # charged as the replay runs (estimator.budget)
     work = 0
@@ -116,27 +116,14 @@ def simulate(trace: Trace) -> Peak:
                 any_layout = max(any_layout, counted)
                 if bfc.in_use > peak:
                     peak, at = bfc.in_use, n
-                    work += len(chunks)  # the live tensors' cost (read back by _live_at)
+                    live = [(tensor, chunk.size) for tensor, chunk in chunks.items()]
+                    work += len(live)
         elif ~event in chunks:
             counted -= held.pop(~event)
             bfc.release(chunks.pop(~event))
     if budget is not None:
         budget.charge(work)
-    return Peak(peak, _live_at(trace, at), trace.events[at], any_layout)
-
-
-def _live_at(trace: Trace, at: int) -> list[tuple[int, int]]:
-    """The live tensors and their chunks after event `at`, replayed again: the replay is
-    deterministic, and one more pass is cheaper than copying the live set at every new
-    peak (a DetNet step's peak rises with each of its many small forward tensors)."""
-    bfc = Bfc()
-    chunks: dict[int, Chunk] = {}
-    for event in trace.events[: at + 1]:
-        if event >= 0:
-            chunks[event] = bfc.allocate(trace.tensors[event].size)
-        elif ~event in chunks:
-            bfc.release(chunks.pop(~event))
-    return [(tensor, chunk.size) for tensor, chunk in chunks.items()]
+    return Peak(peak, live, trace.events[at], any_layout)
 
 
 def upper_bound(plan: StepPlan, modelled: Peak) -> int:
